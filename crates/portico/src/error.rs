@@ -1,0 +1,79 @@
+//! Error responses a person can read.
+//!
+//! Every rejection in Portico (a bad parameter, a refused CSRF token, a store that is down) becomes
+//! an [`ErrorPage`]: a status and a sentence that says what went wrong and what to do. On its own it
+//! answers as plain text; behind [`crate::template::error_pages`] it is shown in the site's error
+//! template. This module holds no HTML of its own, so a site decides how its errors look.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// A status and a message for a person, answered as an error page.
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use portico::error::ErrorPage;
+/// use axum::response::IntoResponse;
+/// let resp = ErrorPage::new(StatusCode::NOT_FOUND, "There is no note with that number.").into_response();
+/// assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, in words a person understands.
+    pub message: String,
+}
+
+impl ErrorPage {
+    /// An error page with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The short title of a status ("Not found", "Forbidden", ...).
+    pub fn title(status: StatusCode) -> &'static str {
+        match status.as_u16() {
+            400 => "Bad request",
+            403 => "Forbidden",
+            404 => "Page not found",
+            405 => "Method not allowed",
+            413 => "Request too large",
+            429 => "Too many requests",
+            500 => "Server error",
+            503 => "Service unavailable",
+            _ => status.canonical_reason().unwrap_or("Error"),
+        }
+    }
+
+    /// The message a status carries when the code that refused the request gave none.
+    pub fn default_message(status: StatusCode) -> &'static str {
+        match status.as_u16() {
+            400 => "The request could not be understood. Check the form and send it again.",
+            403 => "You are not allowed to do that.",
+            404 => "There is nothing at this address. Check the link, or start again from the home page.",
+            405 => "This page does not accept that kind of request.",
+            413 => "What you sent is larger than this site accepts. Send less and try again.",
+            429 => "Too many requests in a short time. Wait a minute and try again.",
+            500 => "Something went wrong on our side. It has been logged; please try again.",
+            503 => "The service is unavailable for a moment. Please try again shortly.",
+            _ => "The request could not be completed.",
+        }
+    }
+}
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message.clone(),
+        )
+            .into_response();
+        resp.extensions_mut().insert(self);
+        resp
+    }
+}

@@ -1,0 +1,253 @@
+//! Sessions in Redis: the shared store for many servers.
+//!
+//! Each session is one Redis hash, `portico:session:<storage key>`: a field `d:<key>` per session
+//! key plus `m:created` and `m:expires`, with the key's TTL set to the idle expiry so Redis drops
+//! idle sessions by itself. An update runs as one Lua script — check that the session is alive,
+//! `HSET` the changed keys, `HDEL` the removed ones, move the expiry — so it is atomic, touches only
+//! the changed fields, and never recreates a session that another server deleted at logout.
+//!
+//! Every command touches a single key, so the store works unchanged on Redis Cluster (sessions
+//! shard by id); [`RedisStore::cluster`] connects to one. The connection is made lazily and
+//! re-made after a failure, so a Redis that is down at start-up or restarts later only fails the
+//! requests that need it while it is away.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use tokio::sync::Mutex;
+
+use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
+
+fn backend(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+const UPDATE_SCRIPT: &str = r#"
+local exp = redis.call('HGET', KEYS[1], 'm:expires')
+if not exp or tonumber(exp) <= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'm:expires', ARGV[1])
+local nset = tonumber(ARGV[3])
+local i = 4
+for _ = 1, nset do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  i = i + 1
+end
+redis.call('EXPIREAT', KEYS[1], ARGV[1])
+return 1
+"#;
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+enum Target {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A session store in Redis (a single server, a replica set's primary, or a cluster).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), portico::session::StoreError> {
+/// let store = portico::session::RedisStore::open("redis://127.0.0.1:6379/0")?;
+/// # Ok(()) }
+/// ```
+pub struct RedisStore {
+    target: Target,
+    conn: Mutex<Option<Conn>>,
+    script: redis::Script,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+fn key_name(key: &StorageKey) -> String {
+    format!("portico:session:{}", key.as_str())
+}
+
+impl RedisStore {
+    /// A store on the server at `url` (`redis://host:port/db`, `rediss://` for TLS). No connection
+    /// is made until the first request needs one.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        Ok(Self::new(Target::Single(client)))
+    }
+
+    /// A store on a Redis Cluster reached through any of `nodes`.
+    pub fn cluster(nodes: &[&str]) -> Result<Self, StoreError> {
+        let client = ClusterClient::new(nodes.to_vec()).map_err(backend)?;
+        Ok(Self::new(Target::Cluster(client)))
+    }
+
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            conn: Mutex::new(None),
+            script: redis::Script::new(UPDATE_SCRIPT),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let conn = match &self.target {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1);
+                Conn::Single(
+                    ConnectionManager::new_with_config(client.clone(), config)
+                        .await
+                        .map_err(backend)?,
+                )
+            }
+            Target::Cluster(client) => {
+                Conn::Cluster(client.get_async_connection().await.map_err(backend)?)
+            }
+        };
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Passes a command's result on, forgetting a broken connection so that the next request
+    /// connects afresh.
+    async fn finish<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                *self.conn.lock().await = None;
+            }
+        }
+        result.map_err(backend)
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
+        let name = key_name(key);
+        let mut c = self.conn().await?;
+        let result = redis::cmd("HGETALL").arg(&name).query_async(&mut c).await;
+        let fields: Vec<(String, String)> = self.finish(result).await?;
+        let mut record = Record::default();
+        let mut expires = None;
+        for (field, value) in fields {
+            if let Some(k) = field.strip_prefix("d:") {
+                record.data.insert(k.to_string(), value);
+            } else if field == "m:created" {
+                record.created_at = value.parse().unwrap_or(0);
+            } else if field == "m:expires" {
+                expires = value.parse().ok();
+            }
+        }
+        match expires {
+            Some(e) if e > now => {
+                record.expires_at = e;
+                Ok(Some(record))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let name = key_name(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&name)
+            .arg("m:created")
+            .arg(record.created_at)
+            .arg("m:expires")
+            .arg(record.expires_at);
+        for (k, v) in &record.data {
+            hset.arg(format!("d:{k}")).arg(v);
+        }
+        pipe.add_command(hset).ignore();
+        pipe.cmd("EXPIREAT")
+            .arg(&name)
+            .arg(record.expires_at)
+            .ignore();
+        let mut c = self.conn().await?;
+        let result = pipe.query_async::<()>(&mut c).await;
+        self.finish(result).await
+    }
+
+    async fn update(
+        &self,
+        key: &StorageKey,
+        changes: &Changes,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self.script.key(key_name(key));
+        inv.arg(expires_at).arg(now).arg(changes.set.len());
+        for (k, v) in &changes.set {
+            inv.arg(format!("d:{k}")).arg(v);
+        }
+        for k in &changes.remove {
+            inv.arg(format!("d:{k}"));
+        }
+        let mut c = self.conn().await?;
+        let result = inv.invoke_async(&mut c).await;
+        let touched: i64 = self.finish(result).await?;
+        Ok(touched == 1)
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+        let name = key_name(key);
+        let mut c = self.conn().await?;
+        let result = redis::cmd("DEL").arg(&name).query_async::<()>(&mut c).await;
+        self.finish(result).await
+    }
+
+    async fn delete_expired(&self, _now: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}

@@ -1,0 +1,97 @@
+//! The contract between the session layer and a place that keeps sessions.
+//!
+//! A store keeps, per session, a set of keys with JSON-encoded values plus two times: when the
+//! session was created (for the absolute timeout) and when it expires if left idle. Stores write
+//! *per key*: [`SessionStore::update`] sets and removes only the keys a request changed, so two
+//! requests of one session that change different keys both keep their writes, even when they run
+//! on different servers. An update never brings a deleted or expired session back to life.
+//!
+//! Ids reach a store only as a [`StorageKey`], a hash of the cookie value: whoever reads the store's
+//! tables or keys cannot use what they read as a session cookie.
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// What a store keeps for one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Key to JSON text.
+    pub data: HashMap<String, String>,
+    /// Unix seconds when the session was created.
+    pub created_at: i64,
+    /// Unix seconds after which the session is gone if not touched again.
+    pub expires_at: i64,
+}
+
+/// The keys one request set and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Keys to set, with their JSON text.
+    pub set: Vec<(String, String)>,
+    /// Keys to delete.
+    pub remove: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The name under which a store keeps a session: SHA-256 of the session id, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StorageKey(String);
+
+impl StorageKey {
+    /// The storage key of a session id.
+    pub fn of(session_id: &str) -> Self {
+        let digest = Sha256::digest(session_id.as_bytes());
+        StorageKey(hex::encode(digest))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A store's failure: it could not be reached or answered nonsense.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed or could not be reached.
+    #[error("session store backend error: {0}")]
+    Backend(String),
+    /// The store did not answer in time.
+    #[error("session store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// A place that keeps sessions. See the module docs for the rules every store follows; the
+/// [`crate::session::conformance`] suite checks them.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The session's record, or `None` when it is unknown or expired at `now`.
+    async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError>;
+
+    /// Stores a new session. Called only with a fresh random key.
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError>;
+
+    /// Applies `changes` key by key and moves the idle expiry to `expires_at`. Answers `false`
+    /// (and writes nothing) when the session no longer exists or has expired at `now`.
+    async fn update(
+        &self,
+        key: &StorageKey,
+        changes: &Changes,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a session; deleting an unknown session is not an error.
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
+
+    /// Deletes the sessions expired at `now` and answers how many went. Stores that expire keys
+    /// by themselves (Redis TTLs) answer 0.
+    async fn delete_expired(&self, now: i64) -> Result<u64, StoreError>;
+}
