@@ -164,6 +164,8 @@ def create_session(config: JobConfig) -> SparkSession:
         SparkSession.builder.master(config.master)
         .appName(config.app_name)
         .config("spark.sql.session.timeZone", "UTC")
+        # A batch job's log is read later; progress bars only clutter it.
+        .config("spark.ui.showConsoleProgress", "false")
     )
     for key, value in config.spark_conf.items():
         builder = builder.config(key, value)
@@ -361,8 +363,7 @@ def run(
             written: dict[str, DataFrame] = {}
             for name, build in _report_builders(config, log).items():
                 path = _join(config.out, name)
-                # Reports are aggregates, small enough for one file each.
-                build().coalesce(1).write.mode("overwrite").parquet(path)
+                build().write.mode("overwrite").parquet(path)
                 written[name] = session.read.parquet(path)
             summary = build_summary(config, log, written)
         finally:

@@ -33,8 +33,11 @@ from .schema import (
 
 @dataclass
 class LoadedLog:
-    """The parsed log. Both frames are persisted: every report reads them."""
+    """The parsed log: good events and bad lines, both read from one cached frame."""
 
+    #: Every line, parsed and classified; persisted. The two frames below
+    #: are filters of it.
+    classified: DataFrame
     #: One row per good event: the schema's fields plus ``event_time``
     #: (timestamp, UTC), ``hour`` (``event_time`` truncated to the hour) and
     #: ``file`` (the file the line came from).
@@ -43,8 +46,7 @@ class LoadedLog:
     bad_lines: DataFrame
 
     def unpersist(self) -> None:
-        self.events.unpersist()
-        self.bad_lines.unpersist()
+        self.classified.unpersist()
 
 
 def read_lines(spark: SparkSession, events_dir: str, glob: str) -> DataFrame:
@@ -87,7 +89,12 @@ def _bad_cause(typed: Column, loose: Column, event_time: Column) -> Column:
 
 
 def parse_lines(lines: DataFrame) -> LoadedLog:
-    """Split raw lines into typed events and counted bad lines."""
+    """Split raw lines into typed events and counted bad lines.
+
+    One persisted frame holds both, so the files are read and parsed once
+    however many reports follow. The raw text is kept only for bad lines:
+    good events need their typed fields, not the line they came from.
+    """
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
     typed = F.from_json(F.col("line"), EVENT_SCHEMA, options)
     loose = F.from_json(F.col("line"), LOOSE_SCHEMA)
@@ -96,30 +103,19 @@ def parse_lines(lines: DataFrame) -> LoadedLog:
     stage = lines.select("file", "line", typed.alias("e"), loose.alias("m")).withColumn(
         "event_time", F.try_to_timestamp(F.col("e.time"))
     )
-    classified = stage.withColumn(
-        "cause", _bad_cause(F.col("e"), F.col("m"), F.col("event_time"))
+    cause = _bad_cause(F.col("e"), F.col("m"), F.col("event_time"))
+    classified = stage.select(
+        *[F.col("e").getField(f.name).alias(f.name) for f in EVENT_FIELDS],
+        "event_time",
+        F.date_trunc("hour", F.col("event_time")).alias("hour"),
+        "file",
+        cause.alias("cause"),
+        F.when(cause.isNotNull(), F.col("line")).alias("line"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
-    events = (
-        classified.where(F.col("cause").isNull())
-        .select(
-            *[F.col("e").getField(f.name).alias(f.name) for f in EVENT_FIELDS],
-            "event_time",
-            F.date_trunc("hour", F.col("event_time")).alias("hour"),
-            "file",
-        )
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    bad_lines = (
-        classified.where(F.col("cause").isNotNull())
-        .select("file", "cause", "line")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    # Materialise both, then drop the intermediate copy that held both.
-    events.count()
-    bad_lines.count()
-    classified.unpersist()
-    return LoadedLog(events=events, bad_lines=bad_lines)
+    events = classified.where(F.col("cause").isNull()).drop("cause", "line")
+    bad_lines = classified.where(F.col("cause").isNotNull()).select("file", "cause", "line")
+    return LoadedLog(classified=classified, events=events, bad_lines=bad_lines)
 
 
 def load_log(spark: SparkSession, events_dir: str, glob: str = "*.jsonl") -> LoadedLog:

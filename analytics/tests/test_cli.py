@@ -8,29 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from eventlog import BRUTE_IP, EXPECTED_BAD, EXPECTED_BRUTEFORCE, SLOW_IP, SPRAY_IP
+from conftest import SPARK_TEST_CONF
+from eventlog import BRUTE_IP, EXPECTED_BAD, SLOW_IP, SPRAY_IP
 
 from portico_analytics import job
-
-
-def test_thresholds_are_options(spark, events_dir, tmp_path):
-    summary = job.run(
-        [
-            "--events", str(events_dir), "--out", str(tmp_path),
-            "--bruteforce-min-failures", "6", "--bruteforce-min-accounts", "7",
-            "--captcha-fail-threshold", "13",
-        ],
-        spark=spark,
-    )
-    flagged = {r["client_ip"]: r["flagged_by"] for r in summary["logins"]["bruteforce_addresses"]}
-    # 6 per hour now suffices; 6 accounts no longer does.
-    assert flagged == {BRUTE_IP: "failures", SLOW_IP: "failures", SPRAY_IP: "failures"}
-    assert summary["captcha"]["failing_addresses"] == []
-    assert summary["thresholds"] == {
-        "bruteforce_min_failures": 6,
-        "bruteforce_min_accounts": 7,
-        "captcha_fail_threshold": 13,
-    }
 
 
 def test_parse_args_defaults_and_validation():
@@ -63,22 +44,34 @@ def test_missing_folder_is_an_input_error(spark, tmp_path):
 
 
 def test_python_dash_m_runs_the_job(events_dir, tmp_path, report):
+    """A run as its own process, with its own Spark, and thresholds set on the command line."""
     out = tmp_path / "reports"
     cmd = [
         sys.executable, "-m", "portico_analytics",
         "--events", str(events_dir), "--out", str(out),
         "--master", "local[2]",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=2",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", "spark.driver.bindAddress=127.0.0.1",
+        "--bruteforce-min-failures", "6",
+        "--bruteforce-min-accounts", "7",
+        "--captcha-fail-threshold", "13",
     ]
+    for key, value in SPARK_TEST_CONF.items():
+        cmd += ["--conf", f"{key}={value}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "2 brute-force address(es)" in done.stdout
+    assert "3 brute-force address(es)" in done.stdout
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["thresholds"] == {
+        "bruteforce_min_failures": 6,
+        "bruteforce_min_accounts": 7,
+        "captcha_fail_threshold": 13,
+    }
+    flagged = {r["client_ip"]: r["flagged_by"] for r in summary["logins"]["bruteforce_addresses"]}
+    # Six failures within an hour now suffice; six accounts no longer do.
+    assert flagged == {BRUTE_IP: "failures", SLOW_IP: "failures", SPRAY_IP: "failures"}
+    assert summary["captcha"]["failing_addresses"] == []
     assert summary["lines"]["bad_by_cause"] == EXPECTED_BAD
-    assert {r["client_ip"] for r in summary["logins"]["bruteforce_addresses"]} == set(EXPECTED_BRUTEFORCE)
-    # The separate process agrees with the in-process run on every headline number.
-    for key in ("lines", "events_by_kind", "captcha", "csrf", "requests", "rate_limited"):
+    # Everything the thresholds do not touch agrees with the in-process run.
+    for key in ("lines", "events_by_kind", "csrf", "requests", "rate_limited", "window"):
         assert summary[key] == report.summary[key], key
+    assert summary["captcha"]["by_mode"] == report.summary["captcha"]["by_mode"]
+    assert (out / "summary.html").is_file() and (out / "bruteforce_addresses").is_dir()

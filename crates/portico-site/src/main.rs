@@ -1,1 +1,380 @@
-fn main() {}
+//! `portico`: the reference site's binary.
+//!
+//! `portico serve` runs the site (SQLite in `./data` unless told otherwise); `migrate`,
+//! `createuser`, `clearsessions`, `routes` and `captcha-samples` are the management commands.
+
+mod app;
+mod auth;
+mod config;
+mod db;
+mod error;
+mod limits;
+mod models;
+mod views;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use portico::captcha::{CaptchaConfig, Mode, Style};
+use portico::clock::Clock;
+use portico::csrf::CsrfConfig;
+use portico::events::{EventConfig, EventLog};
+use portico::secret::SecretKey;
+use portico::session::{self, MemoryStore, PostgresStore, RedisStore, SessionStore, SqliteStore};
+use portico::template::Templates;
+
+use crate::config::{DataConfig, ServeConfig};
+use crate::db::Db;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portico",
+    version,
+    about = "The Portico reference site: accounts with captcha login and notes with tags."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the site (the default when no command is given).
+    Serve(Box<ServeConfig>),
+    /// Apply the database migrations.
+    Migrate(DataConfig),
+    /// Create a user account.
+    Createuser {
+        #[command(flatten)]
+        data: DataConfig,
+        /// The new user's name.
+        username: String,
+        /// The password (read from the PORTICO_PASSWORD variable or standard input when absent).
+        #[arg(long, env = "PORTICO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Delete expired sessions from the session store.
+    Clearsessions(DataConfig),
+    /// Print the route table, with each route's CSRF status.
+    Routes,
+    /// Write captcha images and their answers (answers.csv) to a folder.
+    CaptchaSamples {
+        /// latin, digits or zh.
+        #[arg(long, default_value = "latin")]
+        mode: String,
+        /// How many images.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        /// The folder to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Draw the text plainly, without distortion (to show the characters themselves are legible).
+        #[arg(long)]
+        undistorted: bool,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("PORTICO_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    let workers = match &cli.command {
+        Some(Command::Serve(c)) => c.workers,
+        _ => None,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portico: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(run(cli));
+    if let Err(e) = result {
+        eprintln!("portico: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        None => match Cli::parse_from(["portico", "serve"]).command {
+            Some(Command::Serve(config)) => serve(*config).await,
+            _ => Err("cannot read the serve settings".into()),
+        },
+        Some(Command::Serve(config)) => serve(*config).await,
+        Some(Command::Migrate(data)) => {
+            let db = open_db(&data).await?;
+            db.migrate().await?;
+            println!("migrations applied to {}", redact(&data.database_url()));
+            Ok(())
+        }
+        Some(Command::Createuser {
+            data,
+            username,
+            password,
+        }) => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    eprint!("Password for {username}: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let db = open_db(&data).await?;
+            db.migrate().await?;
+            let id = models::users::create_user(&db, &username, &password).await?;
+            println!("created user {username} (id {id})");
+            Ok(())
+        }
+        Some(Command::Clearsessions(data)) => {
+            let store = open_store(&data).await?;
+            let n = store.delete_expired(Clock::system().now()).await?;
+            println!("deleted {n} expired sessions");
+            Ok(())
+        }
+        Some(Command::Routes) => {
+            println!("{:<22} {:<10} {:<8} PURPOSE", "PATH", "METHODS", "CSRF");
+            for r in app::ROUTES {
+                let csrf = if r.csrf_exempt { "EXEMPT" } else { "checked" };
+                println!("{:<22} {:<10} {:<8} {}", r.path, r.methods, csrf, r.purpose);
+            }
+            Ok(())
+        }
+        Some(Command::CaptchaSamples {
+            mode,
+            count,
+            out,
+            undistorted,
+        }) => {
+            let mode = Mode::parse(&mode).ok_or("unknown mode: use latin, digits or zh")?;
+            std::fs::create_dir_all(&out)?;
+            let mut style = Style::for_mode(mode);
+            style.distort = !undistorted;
+            let mut rng = rand::thread_rng();
+            let mut csv = String::from("file,answer\n");
+            for i in 0..count {
+                let text = portico::captcha::random_text(mode, style.length, &mut rng);
+                let png = portico::captcha::render_png(&text, mode, &style, &mut rng);
+                let name = format!("{}-{i:05}.png", mode.as_str());
+                std::fs::write(out.join(&name), png)?;
+                csv.push_str(&format!("{name},{text}\n"));
+            }
+            std::fs::write(out.join("answers.csv"), csv)?;
+            println!(
+                "wrote {count} {} captchas to {}",
+                mode.as_str(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn open_db(data: &DataConfig) -> Result<Db, BoxError> {
+    data.ensure_data_dir()?;
+    let url = data.database_url();
+    Db::connect(&url)
+        .await
+        .map_err(|e| format!("cannot open the database {}: {e}", redact(&url)).into())
+}
+
+async fn open_store(data: &DataConfig) -> Result<Arc<dyn SessionStore>, BoxError> {
+    data.ensure_data_dir()?;
+    let spec = data.session_store.trim();
+    let store: Arc<dyn SessionStore> = if spec == "sqlite" {
+        let url = format!(
+            "sqlite://{}",
+            data.data_dir.join("sessions.sqlite3").display()
+        );
+        Arc::new(SqliteStore::open(&url).await?)
+    } else if spec.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(spec).await?)
+    } else if spec == "memory" {
+        Arc::new(MemoryStore::default())
+    } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        Arc::new(RedisStore::open(spec)?)
+    } else if let Some(nodes) = spec.strip_prefix("redis+cluster://") {
+        let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
+        let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        Arc::new(RedisStore::cluster(&refs)?)
+    } else if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        Arc::new(PostgresStore::open(spec).await?)
+    } else {
+        return Err(format!("unknown PORTICO_SESSION_STORE {spec:?}: use sqlite, memory, redis://..., redis+cluster://host:port,... or postgres://...").into());
+    };
+    Ok(store)
+}
+
+fn templates(config: &ServeConfig) -> Templates {
+    match &config.template_dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            tracing::warn!(dir = %dir.display(), "templates are read from disk on every request (development mode)");
+            Templates::reloading(move || {
+                let mut env = minijinja::Environment::new();
+                env.set_loader(minijinja::path_loader(dir.clone()));
+                env
+            })
+        }
+        None => {
+            let mut env = minijinja::Environment::new();
+            minijinja_embed::load_templates!(&mut env);
+            Templates::new(env)
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), BoxError> {
+    if let Some(answer) = &config.captcha_test_answer {
+        if !config.bind.ip().is_loopback() {
+            return Err(format!(
+                "PORTICO_CAPTCHA_TEST_ANSWER is set, which makes every captcha solvable; refusing to serve on the non-loopback address {}",
+                config.bind
+            )
+            .into());
+        }
+        tracing::warn!("################################################################");
+        tracing::warn!(
+            "CAPTCHA TEST MODE: every captcha answer is {answer:?}. Never use this in production."
+        );
+        tracing::warn!("################################################################");
+    }
+    config.data.ensure_data_dir()?;
+    let secret = match &config.secret_key {
+        Some(hex) => SecretKey::from_hex(hex)?,
+        None => SecretKey::load_or_create(&config.data.data_dir.join("secret_key"))?,
+    };
+    let db = open_db(&config.data).await?;
+    db.migrate().await?;
+    let store = open_store(&config.data).await?;
+    let clock = Clock::system();
+
+    let (events, writer) = if config.events {
+        let mut hash_key = [0u8; 32];
+        hash_key.copy_from_slice(&secret.derive("portico.events.session-hash")[..32]);
+        let cfg = EventConfig {
+            instance: config.instance.clone(),
+            ..EventConfig::new(config.events_dir())
+        };
+        let (log, writer) = EventLog::start(cfg, hash_key)?;
+        (log, Some(writer))
+    } else {
+        (EventLog::disabled(), None)
+    };
+
+    let csrf = CsrfConfig {
+        token_ttl: config.csrf_token_ttl_secs,
+        trusted_origins: config.csrf_trusted_origins.clone(),
+        https: config.https,
+        body_limit: config.body_limit,
+        clock: clock.clone(),
+    };
+    let mut captcha = CaptchaConfig::new(
+        config.captcha_per_session,
+        config.captcha_per_ip,
+        clock.clone(),
+    );
+    captcha.test_answer = config.captcha_test_answer.clone();
+    let state = app::AppState {
+        db,
+        config: Arc::new(config.clone()),
+        csrf: Arc::new(csrf),
+        captcha: Arc::new(captcha),
+        limits: Arc::new(limits::Limits::new(
+            config.login_fails_per_account,
+            config.login_fails_per_ip,
+            clock.clone(),
+        )),
+        events: events.clone(),
+    };
+    let cleanup = session::spawn_cleanup(store.clone(), Duration::from_secs(3600), clock);
+    let router = app::router(app::Parts {
+        state,
+        templates: templates(&config),
+        store,
+        secret,
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, instance = %config.instance, store = %config.data.session_store, "serving");
+    // Tests and scripts read this line to learn the port when binding to port 0.
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    cleanup.abort();
+    events.close();
+    if let Some(w) = writer {
+        w.finish().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

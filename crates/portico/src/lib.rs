@@ -21,12 +21,17 @@
 //!
 //! Each concern is one module, named for the concept it serves.
 
+pub mod captcha;
 pub mod clock;
 pub mod cookies;
+pub mod csrf;
 pub mod error;
+pub mod events;
 pub mod params;
+pub mod ratelimit;
 pub mod secret;
 pub mod session;
+pub mod template;
 
 pub use cookies::{Cookie, Cookies};
 pub use error::ErrorPage;

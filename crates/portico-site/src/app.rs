@@ -1,0 +1,231 @@
+//! Assembles the site: state, routes, and the layers every request passes through.
+//!
+//! The route table ([`ROUTES`]) is the one place that names every path, its methods and its CSRF
+//! status; `portico routes` prints it and [`router`] builds from the same list's exemptions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use portico::cookies::{CookieDefaults, CookieLayer};
+use portico::csrf::{CsrfConfig, CsrfLayer};
+use portico::error::ErrorPage;
+use portico::events::{EventLayer, EventLog};
+use portico::params::BodyLimit;
+use portico::secret::SecretKey;
+use portico::session::{SessionConfig, SessionLayer, SessionStore};
+use portico::template::{PageContext, Templates};
+use tower::ServiceBuilder;
+
+use crate::config::ServeConfig;
+use crate::db::Db;
+use crate::limits::Limits;
+use crate::views;
+
+/// One row of the route table.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInfo {
+    /// The path pattern.
+    pub path: &'static str,
+    /// The methods it answers.
+    pub methods: &'static str,
+    /// What it is for.
+    pub purpose: &'static str,
+    /// Whether unsafe methods skip the CSRF check.
+    pub csrf_exempt: bool,
+}
+
+const fn route(path: &'static str, methods: &'static str, purpose: &'static str) -> RouteInfo {
+    RouteInfo {
+        path,
+        methods,
+        purpose,
+        csrf_exempt: false,
+    }
+}
+
+/// Every route of the site.
+pub const ROUTES: &[RouteInfo] = &[
+    route(
+        "/",
+        "GET",
+        "home: the notes of a logged-in user, or the welcome page",
+    ),
+    route("/healthz", "GET", "liveness probe"),
+    route(
+        "/demo/",
+        "GET, POST",
+        "request/response basics: get, getlist, cookies, visit counter",
+    ),
+    route(
+        "/demo/session/",
+        "GET, POST",
+        "the session's demo.* keys as JSON; POST key/value sets demo.<key>",
+    ),
+    route(
+        "/demo/session/flush/",
+        "POST",
+        "flush the whole session, as logout does",
+    ),
+    route("/captcha/", "GET", "a fresh captcha PNG (?mode=zh|digits)"),
+    route(
+        "/accounts/register/",
+        "GET, POST",
+        "create an account (captcha)",
+    ),
+    route("/accounts/login/", "GET, POST", "log in (captcha)"),
+    route("/accounts/logout/", "POST", "log out"),
+    route("/notes/", "GET", "list notes (?tag=..., ?page=N)"),
+    route("/notes/new/", "GET, POST", "create a note"),
+    route("/notes/{id}/", "GET", "show a note"),
+    route("/notes/{id}/edit/", "GET, POST", "edit a note"),
+    route(
+        "/notes/{id}/delete/",
+        "GET, POST",
+        "confirm and delete a note",
+    ),
+];
+
+/// What views share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The models' database.
+    pub db: Db,
+    /// The settings.
+    pub config: Arc<ServeConfig>,
+    /// CSRF settings (tokens are minted with its clock).
+    pub csrf: Arc<CsrfConfig>,
+    /// Captcha settings and limiter.
+    pub captcha: Arc<views::captcha::CaptchaSettings>,
+    /// Rate limits (login failures).
+    pub limits: Arc<Limits>,
+    /// The event log.
+    pub events: EventLog,
+}
+
+/// Everything [`router`] needs besides the state.
+pub struct Parts {
+    /// The state.
+    pub state: AppState,
+    /// Templates.
+    pub templates: Templates,
+    /// The session store.
+    pub store: Arc<dyn SessionStore>,
+    /// The secret key.
+    pub secret: SecretKey,
+}
+
+/// The session settings from the site's settings.
+pub fn session_config(config: &ServeConfig) -> SessionConfig {
+    SessionConfig {
+        cookie_name: config.session_cookie_name.clone(),
+        cookie_domain: config.cookie_domain.clone(),
+        cookie_secure: config.https,
+        idle_timeout: config.session_idle_secs,
+        absolute_timeout: config.session_absolute_secs,
+        store_timeout: Duration::from_millis(config.session_store_timeout_ms),
+    }
+}
+
+/// Builds the site's router with all its layers.
+pub fn router(parts: Parts) -> Router {
+    let Parts {
+        state,
+        templates,
+        store,
+        secret,
+    } = parts;
+    let config = state.config.clone();
+    let csrf_config = state.csrf.clone();
+    let mut csrf = CsrfLayer::new((*csrf_config).clone());
+    for r in ROUTES.iter().filter(|r| r.csrf_exempt) {
+        csrf = csrf.exempt(r.path);
+    }
+    let sessions =
+        SessionLayer::with_clock(store, session_config(&config), csrf_config.clock.clone());
+    let cookies = CookieLayer::new(
+        &secret,
+        CookieDefaults {
+            domain: config.cookie_domain.clone(),
+            secure: config.https,
+        },
+    );
+    let instance =
+        HeaderValue::from_str(&config.instance).unwrap_or(HeaderValue::from_static("main"));
+
+    let routes = Router::new()
+        .route("/", get(views::notes::home))
+        .route("/healthz", get(healthz))
+        .route(
+            "/demo/",
+            get(views::demo::demo_form).post(views::demo::demo_submit),
+        )
+        .route(
+            "/demo/session/",
+            get(views::demo::session_json).post(views::demo::session_set),
+        )
+        .route("/demo/session/flush/", post(views::demo::session_flush))
+        .route("/captcha/", get(views::captcha::image))
+        .merge(views::accounts::routes())
+        .merge(views::notes::routes())
+        .fallback(not_found)
+        .with_state(state.clone());
+
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(
+                EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
+                    .session_cookie(&config.session_cookie_name),
+            )
+            .layer(middleware::from_fn(move |req: Request, next: Next| {
+                let instance = instance.clone();
+                async move { site_context(instance, req, next).await }
+            }))
+            .layer(Extension(templates.clone()))
+            .layer(Extension(csrf_config))
+            .layer(Extension(BodyLimit(config.body_limit)))
+            .layer(middleware::from_fn_with_state(
+                templates,
+                portico::template::error_pages,
+            ))
+            .layer(cookies)
+            .layer(sessions)
+            .layer(csrf),
+    )
+}
+
+/// Gives every request its template context and names the instance on every response.
+async fn site_context(instance: HeaderValue, mut req: Request, next: Next) -> Response {
+    let ctx = PageContext::default();
+    ctx.set("instance", instance.to_str().unwrap_or("main"));
+    req.extensions_mut().insert(ctx);
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert("x-portico-instance", instance);
+    resp
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").execute(&state.db.pool).await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            ErrorPage::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database cannot be reached.",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn not_found() -> ErrorPage {
+    ErrorPage::new(
+        StatusCode::NOT_FOUND,
+        ErrorPage::default_message(StatusCode::NOT_FOUND),
+    )
+}

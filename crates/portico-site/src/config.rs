@@ -1,0 +1,146 @@
+//! The site's settings: command-line flags, each with a `PORTICO_*` environment variable.
+//!
+//! Everything has a default that works on a fresh machine with no service running: SQLite for the
+//! models and the sessions in `./data`, and a secret key generated there on first run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Settings shared by every subcommand that touches the data.
+#[derive(Debug, Clone, Args)]
+pub struct DataConfig {
+    /// Folder for the SQLite databases, the secret key and the event log (created if missing).
+    #[arg(long, env = "PORTICO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database for the models: `sqlite://...` or `postgres://...` (default: SQLite in the data dir).
+    #[arg(long, env = "PORTICO_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where sessions live: `sqlite` (in the data dir), `memory`, `redis://...` or `postgres://...`.
+    #[arg(long, env = "PORTICO_SESSION_STORE", default_value = "sqlite")]
+    pub session_store: String,
+}
+
+impl DataConfig {
+    /// The models' database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("portico.sqlite3").display()
+            )
+        })
+    }
+
+    /// Creates the data folder if it does not exist.
+    pub fn ensure_data_dir(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+    }
+}
+
+/// Settings of `portico serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
+    #[arg(long, env = "PORTICO_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+
+    #[command(flatten)]
+    pub data: DataConfig,
+
+    /// The secret key as hex (at least 32 bytes); default: `<data dir>/secret_key`, made on first run.
+    #[arg(long, env = "PORTICO_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// This server's name: sent as `X-Portico-Instance` and written in the event log.
+    #[arg(long, env = "PORTICO_INSTANCE", default_value = "main")]
+    pub instance: String,
+
+    /// Name of the session cookie.
+    #[arg(long, env = "PORTICO_SESSION_COOKIE_NAME", default_value = "sessionid")]
+    pub session_cookie_name: String,
+
+    /// `Domain` of the session and site cookies, e.g. `.example.test` to share one login across sub-domains.
+    #[arg(long, env = "PORTICO_COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
+
+    /// The site is served over HTTPS: cookies get `Secure` and the CSRF check demands a same-origin Referer.
+    #[arg(long, env = "PORTICO_HTTPS", default_value_t = false)]
+    pub https: bool,
+
+    /// Seconds a session lives without a request (default 2 weeks).
+    #[arg(long, env = "PORTICO_SESSION_IDLE_SECS", default_value_t = 14 * 24 * 3600)]
+    pub session_idle_secs: i64,
+
+    /// Seconds a session lives at most (default 30 days).
+    #[arg(long, env = "PORTICO_SESSION_ABSOLUTE_SECS", default_value_t = 30 * 24 * 3600)]
+    pub session_absolute_secs: i64,
+
+    /// Milliseconds the session store may take before the request gets a 503.
+    #[arg(long, env = "PORTICO_SESSION_STORE_TIMEOUT_MS", default_value_t = 2000)]
+    pub session_store_timeout_ms: u64,
+
+    /// Seconds a CSRF token stays valid (default 12 h).
+    #[arg(long, env = "PORTICO_CSRF_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
+    pub csrf_token_ttl_secs: i64,
+
+    /// Comma-separated origins whose posts are accepted besides the site's own (`https://*.example.com` allowed).
+    #[arg(long, env = "PORTICO_CSRF_TRUSTED_ORIGINS", value_delimiter = ',')]
+    pub csrf_trusted_origins: Vec<String>,
+
+    /// Largest request body in bytes (default 2.5 MiB); larger bodies get 413.
+    #[arg(long, env = "PORTICO_BODY_LIMIT", default_value_t = portico::params::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+
+    /// TEST ONLY: every captcha's answer is this text. Refused on a non-loopback bind address.
+    #[arg(long, env = "PORTICO_CAPTCHA_TEST_ANSWER", hide_env_values = true)]
+    pub captcha_test_answer: Option<String>,
+
+    /// New captcha images allowed per session per minute.
+    #[arg(long, env = "PORTICO_CAPTCHA_PER_SESSION", default_value_t = 20)]
+    pub captcha_per_session: u32,
+
+    /// New captcha images allowed per client address per minute.
+    #[arg(long, env = "PORTICO_CAPTCHA_PER_IP", default_value_t = 120)]
+    pub captcha_per_ip: u32,
+
+    /// Failed logins allowed per account per 15 minutes before 429.
+    #[arg(long, env = "PORTICO_LOGIN_FAILS_PER_ACCOUNT", default_value_t = 10)]
+    pub login_fails_per_account: u32,
+
+    /// Failed logins allowed per client address per 15 minutes before 429.
+    #[arg(long, env = "PORTICO_LOGIN_FAILS_PER_IP", default_value_t = 30)]
+    pub login_fails_per_ip: u32,
+
+    /// Write the security event log (`<data dir>/events/`).
+    #[arg(long, env = "PORTICO_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub events: bool,
+
+    /// Folder of the event log (default `<data dir>/events`).
+    #[arg(long, env = "PORTICO_EVENTS_DIR")]
+    pub events_dir: Option<PathBuf>,
+
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that sets it).
+    #[arg(long, env = "PORTICO_TRUST_X_FORWARDED_FOR", default_value_t = false)]
+    pub trust_x_forwarded_for: bool,
+
+    /// Development: read templates from this folder on every request instead of the embedded ones.
+    #[arg(long, env = "PORTICO_TEMPLATE_DIR")]
+    pub template_dir: Option<PathBuf>,
+
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, env = "PORTICO_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl ServeConfig {
+    /// The folder of the event log.
+    pub fn events_dir(&self) -> PathBuf {
+        self.events_dir
+            .clone()
+            .unwrap_or_else(|| self.data.data_dir.join("events"))
+    }
+}

@@ -1,0 +1,103 @@
+//! The models' database: SQLite by default, PostgreSQL by URL, through sqlx's `Any` driver.
+//!
+//! Queries are written once with `$1, $2, ...` placeholders, which both SQLite and PostgreSQL
+//! accept (bound in order). Migrations differ per backend (auto-increment keys) and are embedded
+//! in the binary.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// WAL lets readers go on while a writer writes; the busy timeout makes writers queue instead of
+/// failing.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = ON",
+];
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (one file).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of a URL.
+    pub fn of(url: &str) -> Result<Self, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(sqlx::Error::Configuration(
+                format!("unsupported database URL {url:?}: use sqlite://... or postgres://...")
+                    .into(),
+            ))
+        }
+    }
+}
+
+/// The models' connection pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// The pool.
+    pub pool: AnyPool,
+    /// Its backend.
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating an SQLite file if needed).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        install_default_drivers();
+        let backend = Backend::of(url)?;
+        let url = match backend {
+            Backend::Sqlite => {
+                let mut u = url.to_string();
+                if !u.contains("mode=") {
+                    u.push(if u.contains('?') { '&' } else { '?' });
+                    u.push_str("mode=rwc");
+                }
+                sqlx::sqlite::SqliteConnectOptions::from_str(&u)?;
+                u
+            }
+            Backend::Postgres => url.to_string(),
+        };
+        let max = if backend == Backend::Sqlite { 8 } else { 16 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in SQLITE_PRAGMAS {
+                            conn.execute(*pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await
+            }
+        }
+    }
+}

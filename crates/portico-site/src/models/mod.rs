@@ -1,0 +1,4 @@
+//! The site's models: users and notes, with the SQL that reads and writes them.
+
+pub mod notes;
+pub mod users;

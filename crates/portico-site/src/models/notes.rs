@@ -1,0 +1,1 @@
+//! Notes: title, body, tags from a fixed list, owned by one user.

@@ -1,0 +1,743 @@
+//! The security event log: one JSON object a line, written off the request path.
+//!
+//! Requests hand events to a bounded channel and go on; one writer task appends them to
+//! `<dir>/events-YYYY-MM-DD[-<instance>].jsonl`, starting a new file each UTC day and when a file
+//! passes its size limit (`...-1.jsonl`, `...-2.jsonl`). When the channel is full the event is
+//! dropped and counted ([`EventLog::dropped`]) rather than making a request wait. The writer
+//! flushes every second and on shutdown, so a crash loses at most the last second.
+//!
+//! Schema version 1 (`analytics/README.md` documents every field): `v`, `time` (RFC 3339 UTC),
+//! `ts_ms`, `kind`, `instance`, `request_id`, `client_ip`, `user`, `session_hash` (a keyed hash of
+//! the session id, never the id), `path`, `method`, `status`, `latency_ms`, and per kind `reason`,
+//! `account`, `captcha_mode`, `origin`, `scope`, `error`.
+//!
+//! [`EventLayer`] gives each request an id and a client address, logs a `request` event for every
+//! response, and turns the markers other layers leave on responses (a CSRF refusal, a session store
+//! failure) into their events. Views add their own through the [`Events`] extractor.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::{request::Parts, HeaderValue, Request};
+use axum::response::Response;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::csrf::Refused;
+use crate::session::{Session, StoreFailure};
+
+/// The schema version written in every line.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One event. Fields that do not apply are left out of the line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Event {
+    /// Schema version.
+    pub v: u32,
+    /// UTC time, RFC 3339 with milliseconds.
+    pub time: String,
+    /// Unix time in milliseconds.
+    pub ts_ms: i64,
+    /// The kind: `request`, `login_ok`, `login_fail`, `register`, `logout`, `captcha_issued`,
+    /// `captcha_ok`, `captcha_fail`, `csrf_reject`, `rate_limited`, `session_store_error`.
+    pub kind: &'static str,
+    /// The server that wrote it.
+    pub instance: String,
+    /// The request's id (also sent as `X-Request-Id`).
+    pub request_id: String,
+    /// The client's address.
+    pub client_ip: String,
+    /// The logged-in user, if any.
+    pub user: Option<String>,
+    /// A keyed hash of the session id, if the request had a session.
+    pub session_hash: Option<String>,
+    /// The request path.
+    pub path: String,
+    /// The request method.
+    pub method: String,
+    /// The response status, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Milliseconds from request to response, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Why (login_fail, captcha_fail, csrf_reject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The account an attempt was made on (login, register).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `latin`, `digits` or `zh` (captcha events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captcha_mode: Option<String>,
+    /// The `Origin` header (csrf_reject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// What was limited (rate_limited): `login_ip`, `login_account`, `captcha_session`, `captcha_ip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The failure (session_store_error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Event {
+    /// An event of `kind`; the request fields are filled in by [`Events::emit`].
+    pub fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+
+    /// Sets `reason`.
+    pub fn reason(mut self, r: impl Into<String>) -> Self {
+        self.reason = Some(r.into());
+        self
+    }
+
+    /// Sets `account`.
+    pub fn account(mut self, a: impl Into<String>) -> Self {
+        self.account = Some(a.into());
+        self
+    }
+
+    /// Sets `captcha_mode`.
+    pub fn captcha_mode(mut self, m: impl Into<String>) -> Self {
+        self.captcha_mode = Some(m.into());
+        self
+    }
+
+    /// Sets `scope`.
+    pub fn scope(mut self, s: impl Into<String>) -> Self {
+        self.scope = Some(s.into());
+        self
+    }
+}
+
+/// Where and how the log is written.
+#[derive(Debug, Clone)]
+pub struct EventConfig {
+    /// The folder of the log files.
+    pub dir: PathBuf,
+    /// This server's name, in every line and in the file names (so servers sharing a folder
+    /// never write the same file).
+    pub instance: String,
+    /// A file past this many bytes is closed and the next one started.
+    pub max_file_bytes: u64,
+    /// How many events may wait for the writer before new ones are dropped.
+    pub capacity: usize,
+}
+
+impl EventConfig {
+    /// The defaults for `dir`: instance `main`, 64 MiB files, 16k queued events.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            instance: "main".into(),
+            max_file_bytes: 64 << 20,
+            capacity: 16_384,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    tx: Mutex<Option<mpsc::Sender<Event>>>,
+    dropped: AtomicU64,
+    written: Arc<AtomicU64>,
+    instance: String,
+    hash_key: [u8; 32],
+}
+
+/// The handle requests log through. Cheap to clone; [`EventLog::disabled`] logs nothing.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    shared: Option<Arc<Shared>>,
+}
+
+/// The writer task of an [`EventLog`]; await [`EventWriter::finish`] after [`EventLog::close`].
+#[derive(Debug)]
+pub struct EventWriter(tokio::task::JoinHandle<()>);
+
+impl EventWriter {
+    /// Waits until every queued event is written and the file flushed.
+    pub async fn finish(self) {
+        if let Err(e) = self.0.await {
+            tracing::error!(error = %e, "event writer ended abnormally");
+        }
+    }
+}
+
+impl EventLog {
+    /// A log that writes nothing.
+    pub fn disabled() -> Self {
+        Self { shared: None }
+    }
+
+    /// Starts the writer task. `hash_key` keys the session-id hash, so the log cannot be joined
+    /// against a stolen session table.
+    pub fn start(config: EventConfig, hash_key: [u8; 32]) -> std::io::Result<(Self, EventWriter)> {
+        std::fs::create_dir_all(&config.dir)?;
+        let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let written = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            tx: Mutex::new(Some(tx)),
+            dropped: AtomicU64::new(0),
+            written: written.clone(),
+            instance: config.instance.clone(),
+            hash_key,
+        });
+        let task = tokio::spawn(write_loop(rx, config, written));
+        Ok((
+            Self {
+                shared: Some(shared),
+            },
+            EventWriter(task),
+        ))
+    }
+
+    /// Queues an event; never waits. A full queue drops it and counts it.
+    pub fn record(&self, mut event: Event) {
+        let Some(shared) = &self.shared else { return };
+        event.v = SCHEMA_VERSION;
+        if event.instance.is_empty() {
+            event.instance = shared.instance.clone();
+        }
+        let now = time::OffsetDateTime::now_utc();
+        event.ts_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        event.time = format_time(now);
+        let guard = shared.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = match guard.as_ref() {
+            Some(tx) => tx.try_send(event).is_ok(),
+            None => false,
+        };
+        if !sent {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped because the queue was full (or the log closed).
+    pub fn dropped(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Events written to disk so far.
+    pub fn written(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.written.load(Ordering::Relaxed))
+    }
+
+    /// Stops accepting events; the writer drains the queue, flushes and ends.
+    pub fn close(&self) {
+        if let Some(s) = &self.shared {
+            s.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+    }
+
+    /// The keyed hash of a session id that the log carries instead of the id.
+    pub fn session_hash(&self, session_id: &str) -> Option<String> {
+        let shared = self.shared.as_ref()?;
+        let mut h = Sha256::new();
+        h.update(shared.hash_key);
+        h.update(session_id.as_bytes());
+        Some(hex::encode(&h.finalize()[..12]))
+    }
+}
+
+fn format_time(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+fn file_name(dir: &Path, day: &str, instance: &str, part: u32) -> PathBuf {
+    let inst = if instance.is_empty() || instance == "main" {
+        String::new()
+    } else {
+        format!("-{instance}")
+    };
+    let part = if part == 0 {
+        String::new()
+    } else {
+        format!("-{part}")
+    };
+    dir.join(format!("events-{day}{inst}{part}.jsonl"))
+}
+
+struct OpenFile {
+    day: String,
+    part: u32,
+    size: u64,
+    out: tokio::io::BufWriter<tokio::fs::File>,
+}
+
+async fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Result<OpenFile> {
+    loop {
+        let path = file_name(&config.dir, day, &config.instance, part);
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await?;
+        let size = file.metadata().await?.len();
+        if size < config.max_file_bytes {
+            return Ok(OpenFile {
+                day: day.to_string(),
+                part,
+                size,
+                out: tokio::io::BufWriter::new(file),
+            });
+        }
+        part += 1;
+    }
+}
+
+async fn write_loop(mut rx: mpsc::Receiver<Event>, config: EventConfig, written: Arc<AtomicU64>) {
+    let mut file: Option<OpenFile> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                if let Err(e) = write_one(&mut file, &config, &ev).await {
+                    tracing::error!(error = %e, "cannot write the event log");
+                    file = None;
+                } else {
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(f) = file.as_mut() {
+                    if let Err(e) = f.out.flush().await {
+                        tracing::error!(error = %e, "cannot flush the event log");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(f) = file.as_mut() {
+        if let Err(e) = f.out.flush().await {
+            tracing::error!(error = %e, "cannot flush the event log at shutdown");
+        }
+    }
+}
+
+async fn write_one(
+    file: &mut Option<OpenFile>,
+    config: &EventConfig,
+    ev: &Event,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let day = ev.time.get(..10).unwrap_or("unknown").to_string();
+    let rotate = match file.as_ref() {
+        None => true,
+        Some(f) => f.day != day || f.size + line.len() as u64 > config.max_file_bytes,
+    };
+    if rotate {
+        let next_part = match file.take() {
+            Some(mut old) => {
+                old.out.flush().await?;
+                if old.day == day {
+                    old.part + 1
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        *file = Some(open_for(config, &day, next_part).await?);
+    }
+    let Some(f) = file.as_mut() else {
+        return Ok(());
+    };
+    f.out.write_all(&line).await?;
+    f.size += line.len() as u64;
+    Ok(())
+}
+
+/// What the log knows of one request; filled in by [`EventLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The request id.
+    pub id: String,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The logged-in user, set by the site's authentication once it knows.
+    pub user: Arc<Mutex<Option<String>>>,
+}
+
+impl RequestInfo {
+    /// Records who the logged-in user is, for every event of this request.
+    pub fn set_user(&self, user: Option<String>) {
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = user;
+    }
+
+    fn user(&self) -> Option<String> {
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A view's handle for logging events about its request.
+///
+/// ```
+/// use portico::events::{Event, Events};
+/// async fn login(events: Events) -> &'static str {
+///     events.emit(Event::new("login_fail").account("ada").reason("bad_credentials")).await;
+///     "no"
+/// }
+/// # let _ = axum::Router::<()>::new().route("/", axum::routing::post(login));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Events {
+    log: EventLog,
+    info: RequestInfo,
+    path: String,
+    method: String,
+    session: Option<Session>,
+}
+
+impl Events {
+    /// Logs `event` with this request's id, address, user, session hash, path and method.
+    pub async fn emit(&self, mut event: Event) {
+        if self.log.shared.is_none() {
+            return;
+        }
+        event.request_id = self.info.id.clone();
+        event.client_ip = self.info.client_ip.to_string();
+        event.user = self.info.user();
+        if let Some(s) = &self.session {
+            if let Some(id) = s.cookie_id().await {
+                event.session_hash = self.log.session_hash(&id);
+            }
+        }
+        event.path = self.path.clone();
+        event.method = self.method.clone();
+        self.log.record(event);
+    }
+
+    /// The request's client address.
+    pub fn client_ip(&self) -> IpAddr {
+        self.info.client_ip
+    }
+
+    /// The request's info (id, address, user).
+    pub fn info(&self) -> &RequestInfo {
+        &self.info
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Events {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let info = parts
+            .extensions
+            .get::<RequestInfo>()
+            .cloned()
+            .unwrap_or_else(|| RequestInfo {
+                id: String::new(),
+                client_ip: client_ip(parts, false),
+                user: Arc::default(),
+            });
+        Ok(Events {
+            log: parts
+                .extensions
+                .get::<EventLog>()
+                .cloned()
+                .unwrap_or_else(EventLog::disabled),
+            info,
+            path: parts.uri.path().to_string(),
+            method: parts.method.to_string(),
+            session: parts.extensions.get::<Session>().cloned(),
+        })
+    }
+}
+
+fn client_ip(parts: &Parts, trust_forwarded: bool) -> IpAddr {
+    if trust_forwarded {
+        // The proxy appends the address it saw last; that is the one it vouches for.
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Gives every request an id and client address and logs what happened to it.
+#[derive(Debug, Clone)]
+pub struct EventLayer {
+    log: EventLog,
+    trust_forwarded: bool,
+    session_cookie: Arc<str>,
+}
+
+impl EventLayer {
+    /// Logs to `log`. With `trust_forwarded`, the client address is the last `X-Forwarded-For`
+    /// entry (set it only behind a proxy that sets that header).
+    pub fn new(log: EventLog, trust_forwarded: bool) -> Self {
+        Self {
+            log,
+            trust_forwarded,
+            session_cookie: Arc::from("sessionid"),
+        }
+    }
+
+    /// The name of the session cookie whose id is hashed into `session_hash` (`sessionid`).
+    pub fn session_cookie(mut self, name: &str) -> Self {
+        self.session_cookie = Arc::from(name);
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for EventLayer {
+    type Service = EventService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        EventService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`EventLayer`].
+#[derive(Debug, Clone)]
+pub struct EventService<S> {
+    inner: S,
+    layer: EventLayer,
+}
+
+fn request_id() -> String {
+    let b: [u8; 8] = rand::random();
+    hex::encode(b)
+}
+
+impl<S> tower::Service<Request<axum::body::Body>> for EventService<S>
+where
+    S: tower::Service<Request<axum::body::Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<axum::body::Body>) -> Self::Future {
+        let start = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let info = RequestInfo {
+            id: request_id(),
+            client_ip: client_ip(&parts, self.layer.trust_forwarded),
+            user: Arc::default(),
+        };
+        parts.extensions.insert(info.clone());
+        parts.extensions.insert(self.layer.log.clone());
+        let path = parts.uri.path().to_string();
+        let method = parts.method.to_string();
+        let session_id = session_id_in(&parts.headers, &self.layer.session_cookie);
+        let fut = self.inner.call(Request::from_parts(parts, body));
+        let log = self.layer.log.clone();
+        Box::pin(async move {
+            let mut resp = fut.await?;
+            if let Ok(v) = HeaderValue::from_str(&info.id) {
+                resp.headers_mut().insert("x-request-id", v);
+            }
+            if log.shared.is_none() {
+                return Ok(resp);
+            }
+            let base = Event {
+                request_id: info.id.clone(),
+                client_ip: info.client_ip.to_string(),
+                user: info.user(),
+                session_hash: session_id.and_then(|id| log.session_hash(&id)),
+                path,
+                method,
+                status: Some(resp.status().as_u16()),
+                ..Event::default()
+            };
+            if let Some(r) = resp.extensions().get::<Refused>() {
+                log.record(Event {
+                    kind: "csrf_reject",
+                    reason: Some(r.reason.code().to_string()),
+                    origin: r.origin.clone(),
+                    ..base.clone()
+                });
+            }
+            if let Some(f) = resp.extensions().get::<StoreFailure>() {
+                log.record(Event {
+                    kind: "session_store_error",
+                    error: Some(f.0.clone()),
+                    ..base.clone()
+                });
+            }
+            log.record(Event {
+                kind: "request",
+                latency_ms: Some(start.elapsed().as_secs_f64() * 1000.0),
+                ..base
+            });
+            Ok(resp)
+        })
+    }
+}
+
+/// The session id the request's session cookie carries.
+fn session_id_in(headers: &http::HeaderMap, cookie_name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(n, _)| *n == cookie_name)
+        .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_land_as_json_lines_and_flush_on_close() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        let (log, writer) = EventLog::start(
+            EventConfig {
+                instance: "a".into(),
+                ..EventConfig::new(&dir)
+            },
+            [0; 32],
+        )
+        .unwrap();
+        log.record(
+            Event::new("login_fail")
+                .account("ada")
+                .reason("bad_credentials"),
+        );
+        log.record(Event::new("logout"));
+        log.close();
+        writer.finish().await;
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("events-") && name.ends_with("-a.jsonl"),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["v"], 1);
+        assert_eq!(lines[0]["kind"], "login_fail");
+        assert_eq!(lines[0]["account"], "ada");
+        assert_eq!(lines[0]["instance"], "a");
+        assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+        assert!(lines[1].get("reason").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_rotate_by_size() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        let cfg = EventConfig {
+            max_file_bytes: 600,
+            ..EventConfig::new(&dir)
+        };
+        let (log, writer) = EventLog::start(cfg, [0; 32]).unwrap();
+        for _ in 0..10 {
+            log.record(Event::new("request"));
+        }
+        log.close();
+        writer.finish().await;
+        let mut total = 0;
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= 3, "{files:?}");
+        for f in &files {
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len <= 600, "{f:?} is {len} bytes");
+            total += std::fs::read_to_string(f).unwrap().lines().count();
+        }
+        assert_eq!(total, 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        let cfg = EventConfig {
+            capacity: 1,
+            ..EventConfig::new(&dir)
+        };
+        let (log, writer) = EventLog::start(cfg, [0; 32]).unwrap();
+        // The writer task has not run yet on this single-threaded runtime: the second event finds
+        // the queue full.
+        log.record(Event::new("request"));
+        log.record(Event::new("request"));
+        assert_eq!(log.dropped(), 1);
+        log.close();
+        writer.finish().await;
+        assert_eq!(log.written(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn session_hash_is_keyed_and_hides_the_id() {
+        let (a, b) = (
+            EventLog {
+                shared: Some(Arc::new(Shared {
+                    tx: Mutex::new(None),
+                    dropped: AtomicU64::new(0),
+                    written: Arc::default(),
+                    instance: String::new(),
+                    hash_key: [1; 32],
+                })),
+            },
+            EventLog {
+                shared: Some(Arc::new(Shared {
+                    tx: Mutex::new(None),
+                    dropped: AtomicU64::new(0),
+                    written: Arc::default(),
+                    instance: String::new(),
+                    hash_key: [2; 32],
+                })),
+            },
+        );
+        let id = "A".repeat(43);
+        let ha = a.session_hash(&id).unwrap();
+        assert_ne!(ha, b.session_hash(&id).unwrap());
+        assert!(!ha.contains(&id[..8]));
+    }
+}

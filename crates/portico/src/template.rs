@@ -1,0 +1,423 @@
+//! Templates: minijinja with autoescape, the CSRF helpers, and error pages.
+//!
+//! [`Templates`] wraps a minijinja environment (embedded in the binary in production; re-read from
+//! disk on every render in development). A view takes a [`Page`] and calls [`Page::render`]; the
+//! page adds what every template may use:
+//!
+//! - `csrf_input()` — the hidden `csrfmiddlewaretoken` input; `csrf_token()` — the bare token;
+//! - `csrf_error` — the message of a refused form being shown again (see [`crate::csrf`]);
+//! - `request_path`, and whatever middleware put in the request's [`PageContext`] (the site puts
+//!   the logged-in user there).
+//!
+//! A token is minted only when the template asks for one, and a visitor's session is created only
+//! then: a page without a form costs no session write.
+//!
+//! [`error_pages`] turns every 4xx/5xx response that is not already a page into the `error.html`
+//! template (or JSON when the client asked for JSON), with the message the refusing code gave.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts, HeaderValue, Request, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, State};
+
+use crate::csrf::{self, CsrfConfig};
+use crate::error::ErrorPage;
+use crate::session::{Session, SessionError};
+
+type Factory = dyn Fn() -> Environment<'static> + Send + Sync;
+
+/// A set of templates.
+///
+/// ```
+/// use portico::template::Templates;
+/// let mut env = minijinja::Environment::new();
+/// env.add_template("hello.html", "Hello {{ name }}!").unwrap();
+/// let t = Templates::new(env);
+/// assert_eq!(t.render("hello.html", minijinja::context! { name => "<b>" }).unwrap(), "Hello &lt;b&gt;!");
+/// ```
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+    reload: Option<Arc<Factory>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("reload", &self.reload.is_some())
+            .finish()
+    }
+}
+
+/// A template that failed to render.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// minijinja's error (missing template, syntax, runtime).
+    #[error("template error: {0:#}")]
+    Render(#[from] minijinja::Error),
+    /// The session could not give a CSRF token.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+impl IntoResponse for TemplateError {
+    fn into_response(self) -> Response {
+        match self {
+            TemplateError::Session(e) => e.into_response(),
+            TemplateError::Render(e) => {
+                tracing::error!(error = %format!("{e:#}"), "template failed");
+                ErrorPage::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
+                )
+                .into_response()
+            }
+        }
+    }
+}
+
+fn install_helpers(env: &mut Environment<'static>) {
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") || name.ends_with(".htm") || name.ends_with(".xml") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    env.add_function(
+        "csrf_token",
+        |state: &State| -> Result<String, minijinja::Error> { slot_token(state) },
+    );
+    env.add_function(
+        "csrf_input",
+        |state: &State| -> Result<Value, minijinja::Error> {
+            let token = slot_token(state)?;
+            Ok(Value::from_safe_string(format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                csrf::FORM_FIELD,
+                token
+            )))
+        },
+    );
+}
+
+impl Templates {
+    /// Templates from a ready environment; the CSRF helpers and HTML autoescape are added.
+    pub fn new(mut env: Environment<'static>) -> Self {
+        install_helpers(&mut env);
+        Self {
+            env: Arc::new(env),
+            reload: None,
+        }
+    }
+
+    /// Templates built afresh by `factory` for every render: edits on disk show at once.
+    /// For development only; it re-parses every template on every request.
+    pub fn reloading(factory: impl Fn() -> Environment<'static> + Send + Sync + 'static) -> Self {
+        let mut env = factory();
+        install_helpers(&mut env);
+        Self {
+            env: Arc::new(env),
+            reload: Some(Arc::new(factory)),
+        }
+    }
+
+    fn with_env<T>(&self, f: impl FnOnce(&Environment<'static>) -> T) -> T {
+        match &self.reload {
+            Some(factory) => {
+                let mut env = factory();
+                install_helpers(&mut env);
+                f(&env)
+            }
+            None => f(&self.env),
+        }
+    }
+
+    /// Renders `name` with `ctx`, outside any request (no CSRF token available).
+    pub fn render(&self, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        self.with_env(|env| env.get_template(name)?.render(ctx))
+    }
+
+    /// Whether a template of that name exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.with_env(|env| env.get_template(name).is_ok())
+    }
+}
+
+/// The per-render holder of the CSRF secret, read by `csrf_token()` / `csrf_input()`.
+#[derive(Debug, Default)]
+struct CsrfSlot {
+    secret: Mutex<Option<Vec<u8>>>,
+    now: i64,
+    wanted: AtomicBool,
+}
+
+impl Object for CsrfSlot {}
+
+const SLOT_VAR: &str = "__portico_csrf";
+
+fn slot_token(state: &State) -> Result<String, minijinja::Error> {
+    let Some(slot) = state
+        .lookup(SLOT_VAR)
+        .and_then(|v| v.downcast_object::<CsrfSlot>())
+    else {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "csrf_token() needs a page rendered through portico::template::Page",
+        ));
+    };
+    let secret = slot
+        .secret
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match secret {
+        Some(secret) => Ok(csrf::mint(&secret, slot.now)),
+        None => {
+            slot.wanted.store(true, Ordering::Relaxed);
+            Ok(String::new())
+        }
+    }
+}
+
+/// Values middleware adds for every template of a request (`user`, `instance`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct PageContext(pub Arc<Mutex<BTreeMap<String, Value>>>);
+
+impl PageContext {
+    /// Sets `name` for the templates of this request.
+    pub fn set(&self, name: &str, value: impl Into<Value>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), value.into());
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What a view needs to render a page of this request.
+///
+/// ```
+/// use portico::template::{Page, TemplateError};
+/// async fn home(page: Page) -> Result<axum::response::Html<String>, TemplateError> {
+///     page.render("home.html", minijinja::context! { title => "Home" }).await
+/// }
+/// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(home));
+/// ```
+#[derive(Clone)]
+pub struct Page {
+    templates: Templates,
+    session: Option<Session>,
+    csrf: Arc<CsrfConfig>,
+    csrf_error: Option<&'static str>,
+    path: String,
+    extra: PageContext,
+}
+
+impl Page {
+    /// Renders `name` with `ctx` plus the page globals, minting CSRF tokens if the template asks.
+    pub async fn render(&self, name: &str, ctx: Value) -> Result<Html<String>, TemplateError> {
+        self.render_string(name, ctx).await.map(Html)
+    }
+
+    /// [`Page::render`] as a plain string.
+    pub async fn render_string(&self, name: &str, ctx: Value) -> Result<String, TemplateError> {
+        let slot = Arc::new(CsrfSlot {
+            now: self.csrf.clock.now(),
+            ..CsrfSlot::default()
+        });
+        // A returning visitor's session is read anyway; take its secret up front so one pass
+        // suffices. A new visitor gets a secret only if the template turns out to need one.
+        if let Some(session) = &self.session {
+            if session.cookie_id().await.is_some() {
+                *slot.secret.lock().unwrap_or_else(|p| p.into_inner()) =
+                    csrf::existing_secret(session).await?;
+            }
+        }
+        let full = self.context(ctx, slot.clone());
+        let first = self
+            .templates
+            .with_env(|env| env.get_template(name)?.render(&full))?;
+        if !slot.wanted.load(Ordering::Relaxed) {
+            return Ok(first);
+        }
+        let Some(session) = &self.session else {
+            return Err(TemplateError::Render(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                "csrf_token() used on a route without SessionLayer",
+            )));
+        };
+        let secret = csrf::ensure_secret(session).await?;
+        *slot.secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret);
+        Ok(self
+            .templates
+            .with_env(|env| env.get_template(name)?.render(&full))?)
+    }
+
+    fn context(&self, ctx: Value, slot: Arc<CsrfSlot>) -> Value {
+        let mut globals: BTreeMap<String, Value> = self.extra.snapshot();
+        globals.insert("request_path".into(), Value::from(self.path.clone()));
+        globals.insert("csrf_error".into(), Value::from(self.csrf_error));
+        globals.insert(SLOT_VAR.into(), Value::from_dyn_object(slot));
+        minijinja::context! { ..ctx, ..Value::from(globals) }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ErrorPage;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(templates) = parts.extensions.get::<Templates>().cloned() else {
+            tracing::error!("Page used without a Templates extension");
+            return Err(ErrorPage::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
+            ));
+        };
+        let csrf = parts
+            .extensions
+            .get::<Arc<CsrfConfig>>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(Page {
+            templates,
+            session: parts.extensions.get::<Session>().cloned(),
+            csrf,
+            csrf_error: csrf::rejection_message(&parts.extensions),
+            path: parts.uri.path().to_string(),
+            extra: parts
+                .extensions
+                .get::<PageContext>()
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn wants_json(headers: &http::HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+/// Middleware: every error response that is not already HTML becomes the `error.html` page (or a
+/// JSON error for JSON clients), saying what went wrong. Use with
+/// `axum::middleware::from_fn_with_state(templates, error_pages)`.
+pub async fn error_pages(
+    axum::extract::State(templates): axum::extract::State<Templates>,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let json = wants_json(req.headers());
+    let extra = req
+        .extensions()
+        .get::<PageContext>()
+        .cloned()
+        .unwrap_or_default();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.starts_with("text/html") || ct.starts_with("application/json") {
+        return resp;
+    }
+    let given = resp
+        .extensions()
+        .get::<ErrorPage>()
+        .map(|e| e.message.clone());
+    let (mut parts, body) = resp.into_parts();
+    let message = match given {
+        Some(m) => m,
+        None => {
+            // axum's own rejections carry a short plain-text reason; keep it if it is readable.
+            let text = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 4096))
+                .await
+                .map(|c| String::from_utf8_lossy(&c.to_bytes()).trim().to_string())
+                .unwrap_or_default();
+            if text.is_empty() || status.is_server_error() {
+                ErrorPage::default_message(status).to_string()
+            } else {
+                format!("{text}.").replace("..", ".")
+            }
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if json {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let body = serde_json::json!({ "status": status.as_u16(), "error": ErrorPage::title(status), "message": message });
+        return Response::from_parts(parts, axum::body::Body::from(body.to_string()));
+    }
+    let mut ctx: BTreeMap<String, Value> = extra.snapshot();
+    ctx.insert("status".into(), Value::from(status.as_u16()));
+    ctx.insert("title".into(), Value::from(ErrorPage::title(status)));
+    ctx.insert("message".into(), Value::from(message.clone()));
+    let html = templates
+        .render("error.html", Value::from(ctx))
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "error template failed");
+            format!(
+                "<!doctype html><title>{status}</title><h1>{}</h1><p>{}</p>",
+                ErrorPage::title(status),
+                minijinja_escape(&message)
+            )
+        });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(html))
+}
+
+fn minijinja_escape(s: &str) -> String {
+    minijinja::HtmlEscape(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autoescape_is_on_for_html() {
+        let mut env = Environment::new();
+        env.add_template("a.html", "{{ x }}").unwrap();
+        env.add_template("a.txt", "{{ x }}").unwrap();
+        let t = Templates::new(env);
+        assert_eq!(
+            t.render("a.html", minijinja::context! { x => "<script>" })
+                .unwrap(),
+            "&lt;script&gt;"
+        );
+        assert_eq!(
+            t.render("a.txt", minijinja::context! { x => "<script>" })
+                .unwrap(),
+            "<script>"
+        );
+    }
+
+    #[test]
+    fn csrf_helpers_outside_a_page_are_an_error_not_a_blank() {
+        let mut env = Environment::new();
+        env.add_template("f.html", "{{ csrf_input() }}").unwrap();
+        let t = Templates::new(env);
+        assert!(t.render("f.html", minijinja::context! {}).is_err());
+    }
+}
