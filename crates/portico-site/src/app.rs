@@ -176,27 +176,29 @@ pub fn router(parts: Parts) -> Router {
         .fallback(not_found)
         .with_state(state.clone());
 
-    routes.layer(
-        ServiceBuilder::new()
-            .layer(
-                EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
-                    .session_cookie(&config.session_cookie_name),
-            )
-            .layer(middleware::from_fn(move |req: Request, next: Next| {
-                let instance = instance.clone();
-                async move { site_context(instance, req, next).await }
-            }))
-            .layer(Extension(templates.clone()))
-            .layer(Extension(csrf_config))
-            .layer(Extension(BodyLimit(config.body_limit)))
-            .layer(middleware::from_fn_with_state(
-                templates,
-                portico::template::error_pages,
-            ))
-            .layer(cookies)
-            .layer(sessions)
-            .layer(csrf),
-    )
+    // The layers wrap the whole router rather than each handler (`Router::layer` would), so that
+    // the CSRF layer can show a refused form again through the page's GET handler.
+    let service = ServiceBuilder::new()
+        .layer(
+            EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
+                .session_cookie(&config.session_cookie_name),
+        )
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let instance = instance.clone();
+            async move { site_context(instance, req, next).await }
+        }))
+        .layer(Extension(templates.clone()))
+        .layer(Extension(csrf_config))
+        .layer(Extension(BodyLimit(config.body_limit)))
+        .layer(middleware::from_fn_with_state(
+            templates,
+            portico::template::error_pages,
+        ))
+        .layer(cookies)
+        .layer(sessions)
+        .layer(csrf)
+        .service(routes);
+    Router::new().fallback_service(service)
 }
 
 /// Gives every request its template context and names the instance on every response.

@@ -23,6 +23,10 @@
 //! page with status 403. The view's GET handler reads [`Rejected`] through [`Resubmitted`] to
 //! fill the form in again; nothing the POST handler would do happens.
 //!
+//! Wrap the whole router with the layer (`ServiceBuilder::new().layer(csrf).service(router)`), not
+//! with `Router::layer`, which wraps each handler on its own: the re-shown form needs the router to
+//! reach the GET handler.
+//!
 //! Exemptions are explicit, per route, in code: [`CsrfLayer::exempt`] takes a path pattern, and the
 //! route table (`portico routes`) shows it.
 

@@ -1,0 +1,159 @@
+//! Starts the real `portico` binary on a free loopback port and talks HTTP to it.
+//!
+//! Each [`TestApp`] has its own data folder (SQLite databases, secret key, event log) unless the
+//! test points it elsewhere; the process is killed when the value is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The answer every captcha has in the test servers.
+pub const CAPTCHA: &str = "test-captcha";
+
+/// A running site.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The data folder.
+    pub data_dir: PathBuf,
+    child: Child,
+    owns_dir: bool,
+}
+
+/// A fresh folder under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portico-test-{tag}-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("PORTICO_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The Redis server the tests use.
+pub fn redis_url() -> String {
+    std::env::var("PORTICO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+impl TestApp {
+    /// Starts a site with captcha test mode and a fresh data folder, plus `env`.
+    pub fn spawn(env: &[(&str, &str)]) -> TestApp {
+        let dir = temp_dir("site");
+        let mut app = Self::spawn_in(dir, env);
+        app.owns_dir = true;
+        app
+    }
+
+    /// Starts a site on `data_dir` (shared between instances when a test wants that).
+    pub fn spawn_in(data_dir: PathBuf, env: &[(&str, &str)]) -> TestApp {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portico"));
+        cmd.arg("serve")
+            .arg("--bind")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("PORTICO_CAPTCHA_TEST_ANSWER", CAPTCHA)
+            .env("PORTICO_LOG", "warn")
+            .env_remove("PORTICO_DATABASE_URL")
+            .env_remove("PORTICO_SESSION_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start portico");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => {
+                    let status = child.wait().ok();
+                    panic!("portico exited before listening: {status:?}");
+                }
+            }
+        };
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        TestApp { base, data_dir, child, owns_dir: false }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The `host:port` the site listens on.
+    pub fn host(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    /// Stops the site with SIGTERM and waits for it (graceful shutdown flushes the event log).
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// A client with its own cookie jar that does not follow redirects (tests look at them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The first `csrfmiddlewaretoken` value in a page.
+pub fn csrf_token(html: &str) -> String {
+    let marker = "name=\"csrfmiddlewaretoken\" value=\"";
+    let start = html.find(marker).map(|i| i + marker.len()).expect("page has a CSRF token");
+    let end = html[start..].find('"').expect("token attribute ends") + start;
+    html[start..end].to_string()
+}
+
+/// GETs `path` and answers the page's CSRF token.
+pub async fn token_from(client: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    let html = client.get(app.url(path)).send().await.expect("GET").text().await.expect("body");
+    csrf_token(&html)
+}
+
+/// The session cookie value in a response's `Set-Cookie` headers, if any.
+pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sessionid="))
+        .map(|v| v.split(';').next().unwrap_or("").trim_start_matches("sessionid=").to_string())
+}
