@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 from . import reports as R
 from .load import LoadedLog, load_log
 from .render import render_html, render_markdown
-from .schema import BAD_CAUSES, CAPTCHA_MODES, LOGIN_FAIL_REASONS, SCHEMA_VERSION
+from .schema import BAD_CAUSES, CAPTCHA_MODES, KIND_LOGIN_FAIL, LOGIN_FAIL_REASONS, SCHEMA_VERSION
 
 #: Names of the Parquet report folders under --out, in the order they are written.
 REPORT_NAMES = (
@@ -63,7 +63,9 @@ class JobConfig:
 
     events: str
     out: str
-    master: str = "local[*]"
+    #: None leaves the choice to spark-submit or spark-defaults.conf, whose
+    #: own default is local[*].
+    master: Optional[str] = None
     glob: str = "*.jsonl"
     summary_dir: Optional[str] = None
     top: int = 20
@@ -113,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--events", required=True, help="folder of event files (searched recursively); any Spark path or URI")
     p.add_argument("--out", required=True, help="folder for the reports: one Parquet folder per report, plus the summaries")
-    p.add_argument("--master", default="local[*]", help="Spark master URL, e.g. local[4] or spark://host:7077 (default: %(default)s)")
+    p.add_argument(
+        "--master",
+        help="Spark master URL, e.g. local[4] or spark://host:7077 (default: the one spark-submit "
+        "or spark-defaults.conf gives, else local[*])",
+    )
     p.add_argument("--glob", default="*.jsonl", help="file name pattern of event files (default: %(default)s)")
     p.add_argument("--summary-dir", help="local folder for summary.{json,md,html} (default: --out, which must then be local)")
     p.add_argument("--top", type=_positive_int, default=20, help="rows per table in the summaries (default: %(default)s)")
@@ -160,9 +166,12 @@ def create_session(config: JobConfig) -> SparkSession:
     """A Spark session for one run. The session time zone is UTC, because the
     log's times are UTC and the hourly reports must not shift with the
     machine's zone."""
+    builder = SparkSession.builder
+    if config.master:
+        # Set only when asked: under spark-submit, its own --master must win.
+        builder = builder.master(config.master)
     builder = (
-        SparkSession.builder.master(config.master)
-        .appName(config.app_name)
+        builder.appName(config.app_name)
         .config("spark.sql.session.timeZone", "UTC")
         # A batch job's log is read later; progress bars only clutter it.
         .config("spark.ui.showConsoleProgress", "false")
@@ -232,14 +241,21 @@ def build_summary(
     events_total = sum(kinds.values())
     bad_total = sum(bad_by_cause.values())
 
-    window = log.events.agg(
-        F.date_format(F.min("event_time"), TIME_FORMAT),
-        F.date_format(F.max("event_time"), TIME_FORMAT),
+    # The few numbers no report holds, in one pass over the cached log.
+    good = F.col("cause").isNull()
+    failed = good & (F.col("kind") == KIND_LOGIN_FAIL)
+    head = log.classified.agg(
+        F.date_format(F.min(F.when(good, F.col("event_time"))), TIME_FORMAT).alias("first"),
+        F.date_format(F.max(F.when(good, F.col("event_time"))), TIME_FORMAT).alias("last"),
+        F.countDistinct("file").alias("files"),
+        *[
+            F.sum(F.when(failed & (F.col("reason") == r), 1).otherwise(0)).alias(r)
+            for r in LOGIN_FAIL_REASONS
+        ],
     ).first()
-    files = log.events.select("file").union(log.bad_lines.select("file")).distinct().count()
+    assert head is not None  # a global aggregate always has one row
 
     by_address = written["login_failures_by_address"]
-    login_fail_rows = _rows(written["login_failures_by_account"])
     captcha_rows = _rows(written["captcha_by_mode"])
     captcha_by_mode = {r["mode"]: r for r in captcha_rows}
     for mode in CAPTCHA_MODES:
@@ -255,8 +271,8 @@ def build_summary(
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": _plain(dt.datetime.now(dt.timezone.utc).replace(microsecond=0)),
-        "input": {"events": config.events, "glob": config.glob, "files": files},
-        "window": {"first_event": window[0], "last_event": window[1]},
+        "input": {"events": config.events, "glob": config.glob, "files": head["files"]},
+        "window": {"first_event": head["first"], "last_event": head["last"]},
         "thresholds": asdict(config.thresholds),
         "lines": {
             "total": events_total + bad_total,
@@ -269,13 +285,12 @@ def build_summary(
             "ok": kinds.get("login_ok", 0),
             "failed": kinds.get("login_fail", 0),
             "registered": kinds.get("register", 0),
-            "failed_by_reason": {
-                reason: sum(r[reason] for r in login_fail_rows) for reason in LOGIN_FAIL_REASONS
-            },
+            "failed_by_reason": {r: int(head[r] or 0) for r in LOGIN_FAIL_REASONS},
             "addresses_with_failures": by_address.count(),
-            "bruteforce_addresses": _rows(written["bruteforce_addresses"]),
+            "bruteforce_count": written["bruteforce_addresses"].count(),
+            "bruteforce_addresses": _rows(written["bruteforce_addresses"], top),
             "top_addresses": _rows(by_address, top),
-            "top_accounts": login_fail_rows[:top],
+            "top_accounts": _rows(written["login_failures_by_account"], top),
         },
         "captcha": {
             "issued": sum(r["issued"] for r in captcha_rows),
@@ -306,7 +321,10 @@ def build_summary(
 # --- the run --------------------------------------------------------------
 
 
-def _report_builders(config: JobConfig, log: LoadedLog) -> dict[str, Callable[[], DataFrame]]:
+def _report_builders(
+    config: JobConfig, log: LoadedLog, written: dict[str, DataFrame]
+) -> dict[str, Callable[[], DataFrame]]:
+    """How to build each report; a builder may read reports written before it."""
     ev, t = log.events, config.thresholds
     return {
         "events_by_kind": lambda: R.events_by_kind(ev),
@@ -316,7 +334,7 @@ def _report_builders(config: JobConfig, log: LoadedLog) -> dict[str, Callable[[]
         "login_failures_by_account_hour": lambda: R.login_failures_by_account_hour(ev),
         "login_failures_by_address": lambda: R.login_failures_by_address(ev, t),
         "login_failures_by_account": lambda: R.login_failures_by_account(ev),
-        "bruteforce_addresses": lambda: R.bruteforce_addresses(R.login_failures_by_address(ev, t)),
+        "bruteforce_addresses": lambda: R.bruteforce_addresses(written["login_failures_by_address"]),
         "captcha_by_mode": lambda: R.captcha_by_mode(ev),
         "captcha_by_mode_hour": lambda: R.captcha_by_mode_hour(ev),
         "captcha_fail_addresses": lambda: R.captcha_fail_addresses(ev, t),
@@ -361,7 +379,7 @@ def run(
         log = load_log(session, config.events, config.glob)
         try:
             written: dict[str, DataFrame] = {}
-            for name, build in _report_builders(config, log).items():
+            for name, build in _report_builders(config, log, written).items():
                 path = _join(config.out, name)
                 build().write.mode("overwrite").parquet(path)
                 written[name] = session.read.parquet(path)
@@ -394,7 +412,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     lines = summary["lines"]
     print(
         f"portico-analytics: {lines['total']} lines, {lines['events']} events, "
-        f"{lines['bad']} bad; {len(summary['logins']['bruteforce_addresses'])} brute-force "
+        f"{lines['bad']} bad; {summary['logins']['bruteforce_count']} brute-force "
         f"address(es); reports in {config.out}"
     )
     return 0

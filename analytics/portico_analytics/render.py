@@ -11,7 +11,8 @@ from html import escape
 from typing import Any, Callable, Optional, Sequence
 
 Cell = Any
-Table = tuple[Sequence[str], Sequence[Sequence[Cell]]]
+#: (caption, column headers, rows)
+Table = tuple[str, Sequence[str], Sequence[Sequence[Cell]]]
 
 
 def _fmt(value: Cell) -> str:
@@ -39,6 +40,7 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
     t = s["thresholds"]
 
     overview: Table = (
+        "Totals",
         ["", "value"],
         [
             ["files read", s["input"]["files"]],
@@ -50,13 +52,15 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
         ]
         + [[f"events: {k}", v] for k, v in sorted(s["events_by_kind"].items())],
     )
-    bad: Table = (["cause", "lines"], [[k, v] for k, v in lines["bad_by_cause"].items()])
+    bad: Table = ("Bad lines by cause", ["cause", "lines"], [[k, v] for k, v in lines["bad_by_cause"].items()])
     samples: Table = (
+        "Some bad lines as read (shortened)",
         ["file", "cause", "line"],
         [[r["file"].rsplit("/", 1)[-1], r["cause"], r["line"][:120]] for r in s["bad_line_samples"]],
     )
 
     brute: Table = (
+        "Addresses that look like brute force",
         ["address", "failures", "accounts", "peak hour", "peak-hour failures", "peak-hour accounts", "flagged by"],
         [
             [r["client_ip"], r["failures"], r["distinct_accounts"], r["peak_hour"],
@@ -64,8 +68,9 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
             for r in logins["bruteforce_addresses"]
         ],
     )
-    by_reason: Table = (["reason", "failures"], [[k, v] for k, v in logins["failed_by_reason"].items()])
+    by_reason: Table = ("Failed logins by reason", ["reason", "failures"], [[k, v] for k, v in logins["failed_by_reason"].items()])
     addresses: Table = (
+        "Failed logins per address",
         ["address", "failures", "accounts", "bad_credentials", "captcha", "invalid_form", "brute force"],
         [
             [r["client_ip"], r["failures"], r["distinct_accounts"], r["bad_credentials"],
@@ -74,11 +79,13 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
         ],
     )
     accounts: Table = (
+        "Failed logins per account",
         ["account", "failures", "addresses"],
         [[r["account"], r["failures"], r["distinct_addresses"]] for r in logins["top_accounts"]],
     )
 
     modes: Table = (
+        "Captchas per mode",
         ["mode", "issued", "ok", "fail", "wrong", "expired", "missing", "solve rate"],
         [
             [m, r["issued"], r["ok"], r["fail"], r["fail_wrong"], r["fail_expired"],
@@ -87,6 +94,7 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
         ],
     )
     noisy: Table = (
+        "Addresses with many failed captchas",
         ["address", "failures", "peak hour", "peak-hour failures", "modes"],
         [
             [r["client_ip"], r["failures"], r["peak_hour"], r["peak_hour_failures"], r["modes"]]
@@ -94,13 +102,15 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
         ],
     )
 
-    csrf_reason: Table = (["reason", "rejections"], [[k, v] for k, v in csrf["by_reason"].items()])
+    csrf_reason: Table = ("By reason", ["reason", "rejections"], [[k, v] for k, v in csrf["by_reason"].items()])
     csrf_origin: Table = (
+        "By Origin header",
         ["origin", "rejections", "reasons"],
         [[r["origin"], r["rejections"], r["reasons"]] for r in csrf["by_origin"]],
     )
 
     routes: Table = (
+        "Busiest routes",
         ["path", "requests", "p50 ms", "p95 ms", "p99 ms", "≥400", "≥500"],
         [
             [r["path"], r["requests"], r["p50_ms"], r["p95_ms"], r["p99_ms"],
@@ -109,6 +119,7 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
         ],
     )
     limited: Table = (
+        "Rate-limited requests by scope",
         ["scope", "events", "addresses"],
         [[r["scope"], r["events"], r["addresses"]] for r in s["rate_limited"]],
     )
@@ -120,7 +131,7 @@ def _sections(s: dict[str, Any]) -> list[tuple[str, str, list[Table]]]:
             "Failed logins",
             f"{logins['failed']} failed and {logins['ok']} successful logins. An address counts as brute force "
             f"when within one UTC hour it fails ≥ {t['bruteforce_min_failures']} logins or fails on "
-            f"≥ {t['bruteforce_min_accounts']} distinct accounts. Brute-force addresses:",
+            f"≥ {t['bruteforce_min_accounts']} distinct accounts.",
             [brute, by_reason, addresses, accounts],
         ),
         (
@@ -152,10 +163,10 @@ def _md_cell(value: Cell) -> str:
 
 
 def _md_table(table: Table) -> str:
-    headers, rows = table
+    caption, headers, rows = table
     if not rows:
-        return "_none_\n"
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        return f"**{caption}**: _none_\n"
+    out = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(out) + "\n"
 
@@ -210,14 +221,14 @@ def svg_bars(
 
 
 def _html_table(table: Table) -> str:
-    headers, rows = table
+    caption, headers, rows = table
     if not rows:
-        return "<p><em>none</em></p>"
+        return f"<h3>{escape(caption)}</h3><p><em>none</em></p>"
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<h3>{escape(caption)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _charts(s: dict[str, Any]) -> dict[str, str]:
@@ -252,7 +263,7 @@ def _charts(s: dict[str, Any]) -> dict[str, str]:
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:960px;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+h1{font-size:1.5em}h3{font-size:1em;margin:1.2em 0 .2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.8em 0}th,td{padding:.25em .7em;border-bottom:1px solid #eee;text-align:left}
 th{background:#f5f5f5}td{font-variant-numeric:tabular-nums}
 svg{display:block;margin:.8em 0}svg .t{font-weight:600;font-size:13px}svg .l,svg .v{font-size:12px;fill:#333}

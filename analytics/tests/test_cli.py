@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import SPARK_TEST_CONF
 from eventlog import BRUTE_IP, EXPECTED_BAD, SLOW_IP, SPRAY_IP
 
 from portico_analytics import job
@@ -16,7 +12,7 @@ from portico_analytics import job
 
 def test_parse_args_defaults_and_validation():
     config = job.parse_args(["--events", "in", "--out", "out", "--conf", "spark.executor.memory=4g"])
-    assert config.master == "local[*]"
+    assert config.master is None  # spark-submit's choice, else local[*]
     assert config.spark_conf == {"spark.executor.memory": "4g"}
     assert config.thresholds == job.R.Thresholds()
     with pytest.raises(SystemExit):
@@ -43,22 +39,12 @@ def test_missing_folder_is_an_input_error(spark, tmp_path):
         job.run(["--events", str(tmp_path / "nope"), "--out", str(tmp_path / "out")], spark=spark)
 
 
-def test_python_dash_m_runs_the_job(events_dir, tmp_path, report):
+def test_python_dash_m_runs_the_job(cli_run, report):
     """A run as its own process, with its own Spark, and thresholds set on the command line."""
-    out = tmp_path / "reports"
-    cmd = [
-        sys.executable, "-m", "portico_analytics",
-        "--events", str(events_dir), "--out", str(out),
-        "--master", "local[2]",
-        "--bruteforce-min-failures", "6",
-        "--bruteforce-min-accounts", "7",
-        "--captcha-fail-threshold", "13",
-    ]
-    for key, value in SPARK_TEST_CONF.items():
-        cmd += ["--conf", f"{key}={value}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "3 brute-force address(es)" in done.stdout
+    returncode, stdout, stderr = cli_run.wait()
+    assert returncode == 0, stderr[-4000:]
+    assert "3 brute-force address(es)" in stdout
+    out = cli_run.out
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["thresholds"] == {
         "bruteforce_min_failures": 6,

@@ -148,21 +148,34 @@ struct Look {
     mid: f32,
     /// Width of the crossing strokes in pixels (min, max).
     stroke: (f32, f32),
+    /// Probability of a second arc.
+    arcs: f64,
 }
 
 fn look(mode: Mode) -> Look {
     match mode {
-        Mode::Latin | Mode::Digits => Look {
+        Mode::Latin => Look {
             em: 0.74,
             max_rot: 25f32.to_radians(),
             mid: 0.36,
             stroke: (2.2, 3.0),
+            arcs: 0.3,
+        },
+        // Eight glyph shapes are easy to tell apart for OCR too, so digits get
+        // more turn and always two arcs.
+        Mode::Digits => Look {
+            em: 0.74,
+            max_rot: 32f32.to_radians(),
+            mid: 0.36,
+            stroke: (2.2, 3.0),
+            arcs: 1.0,
         },
         Mode::Chinese => Look {
             em: 0.7,
             max_rot: 18f32.to_radians(),
             mid: 0.38,
             stroke: (1.6, 2.2),
+            arcs: 0.3,
         },
     }
 }
@@ -675,7 +688,7 @@ fn strokes<R: Rng + ?Sized>(
         );
     }
     // Arcs over or under one or two characters.
-    let arcs = if rng.gen_bool(0.3) { 2 } else { 1 };
+    let arcs = if rng.gen_bool(look.arcs) { 2 } else { 1 };
     for _ in 0..arcs {
         let cx = rng.gen_range(left..right.max(left + 1.0));
         let rx = h * rng.gen_range(0.3..0.6);
@@ -738,7 +751,7 @@ fn encode(c: &Canvas, pal: &[[u8; 3]; PALETTE_LEN]) -> Vec<u8> {
     enc.set_depth(png::BitDepth::Eight);
     enc.set_palette(flat);
     enc.set_compression(png::Compression::Fast);
-    enc.set_filter(png::FilterType::Paeth);
+    enc.set_filter(png::FilterType::Up);
     enc.set_adaptive_filter(png::AdaptiveFilterType::NonAdaptive);
     // Writing to a Vec cannot fail for I/O reasons, and the dimensions (clamped
     // to 16..=1024), the palette (36 entries) and the buffer length (w * h) are
