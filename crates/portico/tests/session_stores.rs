@@ -1,7 +1,7 @@
 //! The session store conformance suite, run against every store Portico ships.
 //!
 //! PostgreSQL and Redis are real services: `PORTICO_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`) and `PORTICO_TEST_REDIS_URL` (default
+//! `postgres://postgres:postgres@127.0.0.1:5432/test`) and `PORTICO_TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379/0`). The test command starts them when they are not running.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use portico::session::SessionStore;
 
 fn postgres_url() -> String {
     std::env::var("PORTICO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into())
 }
 
 fn redis_url() -> String {

@@ -32,7 +32,8 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// The PostgreSQL server the tests use.
 pub fn postgres_url() -> String {
-    std::env::var("PORTICO_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("PORTICO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into())
 }
 
 /// The Redis server the tests use.
@@ -84,7 +85,12 @@ impl TestApp {
         };
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        TestApp { base, data_dir, child, owns_dir: false }
+        TestApp {
+            base,
+            data_dir,
+            child,
+            owns_dir: false,
+        }
     }
 
     /// The absolute URL of `path`.
@@ -101,7 +107,10 @@ impl TestApp {
     pub fn stop(&mut self) {
         #[cfg(unix)]
         {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
             for _ in 0..100 {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     return;
@@ -137,14 +146,24 @@ pub fn browser() -> reqwest::Client {
 /// The first `csrfmiddlewaretoken` value in a page.
 pub fn csrf_token(html: &str) -> String {
     let marker = "name=\"csrfmiddlewaretoken\" value=\"";
-    let start = html.find(marker).map(|i| i + marker.len()).expect("page has a CSRF token");
+    let start = html
+        .find(marker)
+        .map(|i| i + marker.len())
+        .expect("page has a CSRF token");
     let end = html[start..].find('"').expect("token attribute ends") + start;
     html[start..end].to_string()
 }
 
 /// GETs `path` and answers the page's CSRF token.
 pub async fn token_from(client: &reqwest::Client, app: &TestApp, path: &str) -> String {
-    let html = client.get(app.url(path)).send().await.expect("GET").text().await.expect("body");
+    let html = client
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
     csrf_token(&html)
 }
 
@@ -155,5 +174,11 @@ pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with("sessionid="))
-        .map(|v| v.split(';').next().unwrap_or("").trim_start_matches("sessionid=").to_string())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("sessionid=")
+                .to_string()
+        })
 }

@@ -672,6 +672,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idle_timeout_is_enforced_by_the_server() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("user", "ada").await.unwrap();
+        let mut resp = Response::new(axum::body::Body::empty());
+        s.save(&mut resp).await.unwrap();
+        let id = id_from(&set_cookie(&resp).unwrap());
+        clock.advance(14 * 24 * 3600 - 10);
+        assert!(session_for(&layer, Some(&id))
+            .get::<String>("user")
+            .await
+            .unwrap()
+            .is_some());
+        clock.advance(11);
+        // The browser would still send the cookie; the server no longer honours it.
+        assert!(session_for(&layer, Some(&id))
+            .get::<String>("user")
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn reading_keeps_an_active_session_alive() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("user", "ada").await.unwrap();
+        let mut resp = Response::new(axum::body::Body::empty());
+        s.save(&mut resp).await.unwrap();
+        let id = id_from(&set_cookie(&resp).unwrap());
+        // Four visits five days apart: 20 days in all, past the 14-day idle timeout, inside the
+        // 30-day absolute one.
+        for _ in 0..4 {
+            clock.advance(5 * 24 * 3600);
+            let s = session_for(&layer, Some(&id));
+            assert!(s.get::<String>("user").await.unwrap().is_some());
+            let mut resp = Response::new(axum::body::Body::empty());
+            s.save(&mut resp).await.unwrap();
+            assert!(
+                set_cookie(&resp).is_some(),
+                "the refreshed expiry is sent to the browser"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn cycle_id_keeps_data_but_drops_id_bound_keys() {
+        let (layer, store) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        s.insert("user", "ada").await.unwrap();
+        s.insert("__csrf", "secret").await.unwrap();
+        let mut resp = Response::new(axum::body::Body::empty());
+        s.save(&mut resp).await.unwrap();
+        let old = id_from(&set_cookie(&resp).unwrap());
+        let s = session_for(&layer, Some(&old));
+        s.cycle_id().await.unwrap();
+        let mut resp = Response::new(axum::body::Body::empty());
+        s.save(&mut resp).await.unwrap();
+        let new = id_from(&set_cookie(&resp).unwrap());
+        assert_ne!(old, new);
+        assert!(
+            store
+                .load(&StorageKey::of(&old), 1_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "the old id still works"
+        );
+        let s = session_for(&layer, Some(&new));
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ada")
+        );
+        assert_eq!(s.get::<String>("__csrf").await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn absolute_timeout_ends_an_active_session() {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
