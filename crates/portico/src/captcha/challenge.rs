@@ -4,7 +4,8 @@
 //! the URL, a cookie or the image), replacing any earlier one. [`Captcha::verify`] consumes the
 //! challenge whether the answer was right or wrong, so every try needs a new image; answers
 //! expire after five minutes by default. New images are rate limited per session and per client
-//! address.
+//! address. A request without a session cookie (the first image of a new visitor) has no session
+//! to count against yet; the per-address limit covers clients that never keep their cookie.
 //!
 //! Test mode ([`CaptchaConfig::test_answer`]) makes every answer a known text so that automated
 //! tests can log in; images are still drawn and one try per image still holds. The site refuses
