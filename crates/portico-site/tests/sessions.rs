@@ -171,7 +171,7 @@ async fn flush_deletes_the_session() {
 /// Fires 200 concurrent writes of different keys at one session and checks that all landed.
 async fn two_hundred_concurrent_writes(app: &TestApp) {
     let c = browser();
-    let token = token_from(&c, &app, "/demo/").await;
+    let token = token_from(&c, app, "/demo/").await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let c = c.clone();
@@ -321,7 +321,7 @@ fn free_port() -> u16 {
 }
 
 fn start_redis(port: u16) -> Child {
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args([
             "--port",
             &port.to_string(),
@@ -342,6 +342,8 @@ fn start_redis(port: u16) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server did not start on port {port}");
 }
 

@@ -23,21 +23,12 @@ use crate::error::ErrorPage;
 use crate::secret::SecretKey;
 
 /// Site-wide defaults every cookie set through [`Cookies`] starts from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CookieDefaults {
     /// `Domain` attribute, e.g. `.example.test` to share cookies with sub-domains.
     pub domain: Option<String>,
     /// Whether cookies get the `Secure` attribute.
     pub secure: bool,
-}
-
-impl Default for CookieDefaults {
-    fn default() -> Self {
-        Self {
-            domain: None,
-            secure: false,
-        }
-    }
 }
 
 struct Inner {

@@ -363,10 +363,7 @@ pub struct Refused {
     pub origin: Option<String>,
 }
 
-fn header_str<'a>(
-    headers: &'a http::HeaderMap,
-    name: impl header::AsHeaderName,
-) -> Option<&'a str> {
+fn header_str(headers: &http::HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

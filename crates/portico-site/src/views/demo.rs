@@ -7,7 +7,7 @@
 //! the `demo.` prefix only, so nothing outside can touch the login or the CSRF secret.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Json;
 use minijinja::context;
 use portico::cookies::{Cookie, Cookies};
@@ -98,21 +98,13 @@ pub async fn demo_submit(
     Ok((status, html).into_response())
 }
 
-fn demo_key(key: &str) -> Result<String, Response> {
+fn demo_key(key: &str) -> Option<String> {
     let ok = !key.is_empty()
         && key.len() <= 64
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if ok {
-        Ok(format!("demo.{key}"))
-    } else {
-        Err(ErrorPage::new(
-            StatusCode::BAD_REQUEST,
-            "The key must be 1 to 64 letters, digits, '.', '_' or '-'.",
-        )
-        .into_response())
-    }
+    ok.then(|| format!("demo.{key}"))
 }
 
 /// GET /demo/session/ — the session's `demo.*` keys as a JSON object.
@@ -130,9 +122,12 @@ pub async fn session_json(session: Session) -> AppResult {
 
 /// POST /demo/session/ — `key`, `value`: stores the value under `demo.<key>`.
 pub async fn session_set(session: Session, params: Params) -> AppResult {
-    let key = match demo_key(params.get("key").unwrap_or("")) {
-        Ok(k) => k,
-        Err(resp) => return Ok(resp),
+    let Some(key) = demo_key(params.get("key").unwrap_or("")) else {
+        return Ok(ErrorPage::new(
+            StatusCode::BAD_REQUEST,
+            "The key must be 1 to 64 letters, digits, '.', '_' or '-'.",
+        )
+        .into_response());
     };
     let value = params.get("value").unwrap_or("");
     if value.len() > 4096 {

@@ -1,16 +1,442 @@
 //! Notes: list, filter by tag, create, show, edit, delete.
+//!
+//! Every view needs a logged-in user ([`LoginRequired`]) and every query is scoped to that user:
+//! someone else's note answers 404, exactly like a note that does not exist, so ids reveal
+//! nothing. Forms that fail validation are shown again with status 400, the input kept and each
+//! message next to its field.
 
-use axum::response::{IntoResponse, Redirect, Response};
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
 use axum::Router;
+use minijinja::context;
+use portico::csrf::Resubmitted;
+use portico::params::{Params, Query, QueryDict};
+use portico::template::Page;
+use serde::Serialize;
 
 use crate::app::AppState;
+use crate::auth::{LoginRequired, MaybeUser};
+use crate::error::{AppError, AppResult};
+use crate::models::notes::{self, Note, NoteInput, NoteSummary, BODY_MAX, TAGS, TITLE_MAX};
 
 /// The note routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/notes/", get(list))
+        .route("/notes/new/", get(new_form).post(create))
+        .route("/notes/{id}/", get(detail))
+        .route("/notes/{id}/edit/", get(edit_form).post(update))
+        .route("/notes/{id}/delete/", get(confirm_delete).post(delete))
 }
 
-/// GET /
-pub async fn home() -> Response {
-    Redirect::to("/notes/").into_response()
+/// GET / — a logged-in user goes straight to their notes; anyone else sees the welcome page.
+pub async fn home(page: Page, MaybeUser(user): MaybeUser) -> AppResult {
+    if user.is_some() {
+        return Ok(Redirect::to("/notes/").into_response());
+    }
+    Ok(page.render("home.html", context! {}).await?.into_response())
+}
+
+/// `2025-01-31 14:05 UTC` for people, RFC 3339 for the `datetime` attribute.
+fn times(unix: i64) -> (String, String) {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(unix) else {
+        return (String::new(), String::new());
+    };
+    let human = t
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
+        .unwrap_or_default();
+    let iso = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    (human, iso)
+}
+
+/// A note as the templates see it.
+#[derive(Debug, Serialize)]
+struct NoteView {
+    id: i64,
+    title: String,
+    body: String,
+    tags: Vec<&'static str>,
+    created: String,
+    created_iso: String,
+    updated: String,
+    updated_iso: String,
+}
+
+impl From<Note> for NoteView {
+    fn from(n: Note) -> Self {
+        let (created, created_iso) = times(n.created_at);
+        let (updated, updated_iso) = times(n.updated_at);
+        NoteView {
+            id: n.id,
+            title: n.title,
+            body: n.body,
+            tags: notes::names_of(n.tags),
+            created,
+            created_iso,
+            updated,
+            updated_iso,
+        }
+    }
+}
+
+impl From<NoteSummary> for NoteView {
+    fn from(n: NoteSummary) -> Self {
+        let (updated, updated_iso) = times(n.updated_at);
+        NoteView {
+            id: n.id,
+            title: n.title,
+            body: String::new(),
+            tags: notes::names_of(n.tags),
+            created: String::new(),
+            created_iso: String::new(),
+            updated,
+            updated_iso,
+        }
+    }
+}
+
+/// `/notes/?tag=..&tag=..&page=N`, the filter kept in every pagination link.
+fn list_url(selected: &[&str], page: i64) -> String {
+    let mut parts: Vec<String> = selected.iter().map(|t| format!("tag={t}")).collect();
+    if page > 1 {
+        parts.push(format!("page={page}"));
+    }
+    if parts.is_empty() {
+        "/notes/".to_string()
+    } else {
+        format!("/notes/?{}", parts.join("&"))
+    }
+}
+
+/// The page number of `?page=`: absent or empty is 1; anything but a positive integer is no page.
+fn page_number(q: &QueryDict) -> Option<i64> {
+    match q.get("page").map(str::trim) {
+        None | Some("") => Some(1),
+        Some(s) => s.parse::<u32>().ok().filter(|n| *n >= 1).map(i64::from),
+    }
+}
+
+/// GET /notes/ — the user's notes, newest first, 20 a page; `?tag=` (repeatable) keeps the notes
+/// carrying any of the given tags; unknown tag names are ignored.
+async fn list(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    Query(q): Query,
+    page: Page,
+) -> AppResult {
+    let asked = q.getlist("tag");
+    // In TAGS order, each once, whatever the query string's order or repetitions.
+    let selected: Vec<&'static str> = TAGS.iter().copied().filter(|t| asked.contains(t)).collect();
+    let mask = notes::mask_of(selected.iter().copied());
+    // A page number that is not one, or a page past the end, is a page that does not exist:
+    // 404 as Django's paginator answers, rather than silently showing another page.
+    let number = page_number(&q).ok_or(AppError::NotFound)?;
+    let found = notes::list(&state.db, user.id, mask, number).await?;
+    if found.notes.is_empty() && number > 1 {
+        return Err(AppError::NotFound);
+    }
+    let prev_url = (number > 1).then(|| list_url(&selected, number - 1));
+    let next_url = found.has_next.then(|| list_url(&selected, number + 1));
+    let notes: Vec<NoteView> = found.notes.into_iter().map(NoteView::from).collect();
+    Ok(page
+        .render(
+            "notes/list.html",
+            context! { notes, tags => TAGS, selected, page => number, prev_url, next_url },
+        )
+        .await?
+        .into_response())
+}
+
+/// The note form's values and messages.
+#[derive(Debug, Default, Serialize)]
+struct NoteForm {
+    title: String,
+    body: String,
+    checked: Vec<String>,
+    errors: BTreeMap<&'static str, String>,
+}
+
+impl NoteForm {
+    fn from_note(n: &Note) -> Self {
+        NoteForm {
+            title: n.title.clone(),
+            body: n.body.clone(),
+            checked: notes::names_of(n.tags)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// The fields of a refused post shown again (the CSRF layer hands them over).
+    fn from_kept(kept: &QueryDict) -> Self {
+        NoteForm {
+            title: kept.get("title").unwrap_or("").to_string(),
+            body: kept.get("body").unwrap_or("").to_string(),
+            checked: kept.getlist("tags").into_iter().map(String::from).collect(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Reads and checks a submitted form: the validated note, or the form with its messages.
+    fn read(params: &Params) -> Result<NoteInput, NoteForm> {
+        let title = params.get("title").unwrap_or("");
+        // Browsers send a textarea's line breaks as CRLF but count them as one character for
+        // `maxlength`; storing LF keeps the server's count the same as the browser's.
+        let body = params.get("body").unwrap_or("").replace("\r\n", "\n");
+        let tags = params.getlist("tags");
+        let mut errors = BTreeMap::new();
+        let title_len = title.trim().chars().count();
+        if title_len == 0 {
+            errors.insert("title", "Please give the note a title.".to_string());
+        } else if title_len > TITLE_MAX {
+            errors.insert(
+                "title",
+                format!("A title can be at most {TITLE_MAX} characters; this one has {title_len}."),
+            );
+        }
+        let body_len = body.chars().count();
+        if body_len > BODY_MAX {
+            errors.insert(
+                "body",
+                format!("A note can be at most {BODY_MAX} characters; this one has {body_len}."),
+            );
+        }
+        let unknown: Vec<&str> = tags
+            .iter()
+            .copied()
+            .filter(|t| notes::tag_bit(t).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            let shown: Vec<String> = unknown
+                .iter()
+                .take(3)
+                .map(|t| format!("\"{}\"", t.chars().take(40).collect::<String>()))
+                .collect();
+            errors.insert(
+                "tags",
+                format!(
+                    "Unknown tag {}: choose from {}.",
+                    shown.join(", "),
+                    TAGS.join(", ")
+                ),
+            );
+        }
+        if errors.is_empty() {
+            Ok(NoteInput {
+                title: title.trim().to_string(),
+                body,
+                tags: notes::mask_of(tags),
+            })
+        } else {
+            Err(NoteForm {
+                title: title.to_string(),
+                body,
+                checked: tags.into_iter().map(String::from).collect(),
+                errors,
+            })
+        }
+    }
+}
+
+/// Renders the note form (new when `note_id` is `None`) with `status`.
+async fn render_form(
+    page: &Page,
+    form: NoteForm,
+    note_id: Option<i64>,
+    status: StatusCode,
+) -> AppResult {
+    let action = match note_id {
+        Some(id) => format!("/notes/{id}/edit/"),
+        None => "/notes/new/".to_string(),
+    };
+    let html = page
+        .render(
+            "notes/form.html",
+            context! { form, note_id, action, tags => TAGS, title_max => TITLE_MAX, body_max => BODY_MAX },
+        )
+        .await?;
+    Ok((status, html).into_response())
+}
+
+/// The id in a note URL; an id that is not a number names no note.
+fn note_id(raw: &str) -> Result<i64, AppError> {
+    raw.parse::<i64>().map_err(|_| AppError::NotFound)
+}
+
+/// The user's note, or 404.
+async fn owned_note(state: &AppState, owner: i64, id: i64) -> Result<Note, AppError> {
+    notes::get(&state.db, owner, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// GET /notes/new/
+async fn new_form(_user: LoginRequired, Resubmitted(kept): Resubmitted, page: Page) -> AppResult {
+    let form = kept.as_ref().map(NoteForm::from_kept).unwrap_or_default();
+    render_form(&page, form, None, StatusCode::OK).await
+}
+
+/// POST /notes/new/
+async fn create(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    page: Page,
+    params: Params,
+) -> AppResult {
+    match NoteForm::read(&params) {
+        Ok(input) => {
+            let id = notes::create(&state.db, user.id, &input).await?;
+            Ok(Redirect::to(&format!("/notes/{id}/")).into_response())
+        }
+        Err(form) => render_form(&page, form, None, StatusCode::BAD_REQUEST).await,
+    }
+}
+
+/// GET /notes/{id}/
+async fn detail(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    Path(id): Path<String>,
+    page: Page,
+) -> AppResult {
+    let note = NoteView::from(owned_note(&state, user.id, note_id(&id)?).await?);
+    Ok(page
+        .render("notes/detail.html", context! { note })
+        .await?
+        .into_response())
+}
+
+/// GET /notes/{id}/edit/
+async fn edit_form(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    Path(id): Path<String>,
+    Resubmitted(kept): Resubmitted,
+    page: Page,
+) -> AppResult {
+    let note = owned_note(&state, user.id, note_id(&id)?).await?;
+    let form = match &kept {
+        Some(k) => NoteForm::from_kept(k),
+        None => NoteForm::from_note(&note),
+    };
+    render_form(&page, form, Some(note.id), StatusCode::OK).await
+}
+
+/// POST /notes/{id}/edit/
+async fn update(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    Path(id): Path<String>,
+    page: Page,
+    params: Params,
+) -> AppResult {
+    let id = note_id(&id)?;
+    match NoteForm::read(&params) {
+        Ok(input) => {
+            if !notes::update(&state.db, user.id, id, &input).await? {
+                return Err(AppError::NotFound);
+            }
+            Ok(Redirect::to(&format!("/notes/{id}/")).into_response())
+        }
+        Err(form) => {
+            // Someone else's note must answer 404 even to an invalid form, never a form page.
+            owned_note(&state, user.id, id).await?;
+            render_form(&page, form, Some(id), StatusCode::BAD_REQUEST).await
+        }
+    }
+}
+
+/// GET /notes/{id}/delete/ — asks before deleting.
+async fn confirm_delete(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    Path(id): Path<String>,
+    page: Page,
+) -> AppResult {
+    let note = NoteView::from(owned_note(&state, user.id, note_id(&id)?).await?);
+    Ok(page
+        .render("notes/confirm_delete.html", context! { note })
+        .await?
+        .into_response())
+}
+
+/// POST /notes/{id}/delete/
+async fn delete(
+    State(state): State<AppState>,
+    LoginRequired(user): LoginRequired,
+    Path(id): Path<String>,
+) -> AppResult {
+    if !notes::delete(&state.db, user.id, note_id(&id)?).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(Redirect::to("/notes/").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_urls_keep_the_filter() {
+        assert_eq!(list_url(&[], 1), "/notes/");
+        assert_eq!(list_url(&["work"], 1), "/notes/?tag=work");
+        assert_eq!(
+            list_url(&["work", "home"], 2),
+            "/notes/?tag=work&tag=home&page=2"
+        );
+    }
+
+    fn form(body: &str) -> Params {
+        Params {
+            query: QueryDict::new(),
+            form: QueryDict::parse(body).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_valid_form_becomes_a_note() {
+        let input =
+            NoteForm::read(&form("title=+Plan+&body=a%0D%0Ab&tags=work&tags=todo")).expect("valid");
+        assert_eq!(input.title, "Plan");
+        assert_eq!(input.body, "a\nb");
+        assert_eq!(input.tags, 1 | 8);
+    }
+
+    #[test]
+    fn an_invalid_form_keeps_its_input_and_names_each_field() {
+        let long = "x".repeat(TITLE_MAX + 1);
+        let bad = NoteForm::read(&form(&format!(
+            "title={long}&body=kept&tags=home&tags=urgent"
+        )))
+        .expect_err("invalid");
+        assert_eq!(bad.title, long);
+        assert_eq!(bad.body, "kept");
+        assert_eq!(bad.checked, ["home", "urgent"]);
+        assert!(bad.errors["title"].contains("200"));
+        assert!(bad.errors["tags"].contains("urgent"));
+        assert!(!bad.errors.contains_key("body"));
+        let empty = NoteForm::read(&form("title=%20&body=")).expect_err("no title");
+        assert!(empty.errors.contains_key("title"));
+    }
+
+    #[test]
+    fn page_numbers_are_positive_integers() {
+        let p = |s: &str| page_number(&QueryDict::parse(s).unwrap());
+        assert_eq!(p(""), Some(1));
+        assert_eq!(p("page="), Some(1));
+        assert_eq!(p("page=3"), Some(3));
+        assert_eq!(p("page=0"), None);
+        assert_eq!(p("page=-1"), None);
+        assert_eq!(p("page=x"), None);
+    }
 }

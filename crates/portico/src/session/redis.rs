@@ -51,7 +51,7 @@ enum Conn {
 
 enum Target {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// A session store in Redis (a single server, a replica set's primary, or a cluster).
@@ -89,7 +89,7 @@ impl RedisStore {
     /// A store on a Redis Cluster reached through any of `nodes`.
     pub fn cluster(nodes: &[&str]) -> Result<Self, StoreError> {
         let client = ClusterClient::new(nodes.to_vec()).map_err(backend)?;
-        Ok(Self::new(Target::Cluster(client)))
+        Ok(Self::new(Target::Cluster(Box::new(client))))
     }
 
     fn new(target: Target) -> Self {
