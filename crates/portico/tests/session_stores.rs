@@ -2,7 +2,8 @@
 //!
 //! PostgreSQL and Redis are real services: `PORTICO_TEST_POSTGRES_URL` (default
 //! `postgres://postgres:postgres@127.0.0.1:5432/test`) and `PORTICO_TEST_REDIS_URL` (default
-//! `redis://127.0.0.1:6379/0`). The test command starts them when they are not running.
+//! `redis://127.0.0.1:6379/0`), and a Redis Cluster (`PORTICO_TEST_REDIS_CLUSTER`, default the
+//! three masters on 127.0.0.1:7101-7103). `scripts/services` starts them when they are not running.
 
 use std::sync::Arc;
 
@@ -43,6 +44,18 @@ mod postgres {
                 .await
                 .unwrap(),
         )
+    }
+    portico::session_store_conformance!(make());
+}
+
+mod redis_cluster {
+    use super::*;
+    async fn make() -> Arc<dyn SessionStore> {
+        let nodes = std::env::var("PORTICO_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
+            "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103".into()
+        });
+        let nodes: Vec<&str> = nodes.split(',').collect();
+        Arc::new(portico::session::RedisStore::cluster(&nodes).unwrap())
     }
     portico::session_store_conformance!(make());
 }
