@@ -71,11 +71,15 @@ impl<S: Send + Sync> FromRequestParts<S> for LoginRequired {
                     .path_and_query()
                     .map(|p| p.as_str())
                     .unwrap_or("/");
-                let target = format!("/accounts/login/?next={}", urlencode(next));
-                Err(Redirect::to(&target).into_response())
+                Err(to_login(next))
             }
         }
     }
+}
+
+/// The redirect to the login page that comes back to `next` afterwards.
+pub fn to_login(next: &str) -> Response {
+    Redirect::to(&format!("/accounts/login/?next={}", urlencode(next))).into_response()
 }
 
 /// Percent-encodes a value for a query string.

@@ -19,7 +19,7 @@ use portico::template::Page;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::{LoginRequired, MaybeUser};
+use crate::auth::{to_login, LoginRequired, MaybeUser};
 use crate::error::{AppError, AppResult};
 use crate::models::notes::{self, Note, NoteInput, NoteSummary, BODY_MAX, TAGS, TITLE_MAX};
 
@@ -255,6 +255,29 @@ async fn render_form(
     note_id: Option<i64>,
     status: StatusCode,
 ) -> AppResult {
+    render_form_for(page, form, note_id, status, false).await
+}
+
+/// A form refused by the CSRF check after the user logged out (in another tab): it is shown again
+/// with what was typed, so nothing is lost, and with a way back in instead of a submit button.
+async fn render_stale_form(page: &Page, kept: &QueryDict, note_id: Option<i64>) -> AppResult {
+    render_form_for(
+        page,
+        NoteForm::from_kept(kept),
+        note_id,
+        StatusCode::OK,
+        true,
+    )
+    .await
+}
+
+async fn render_form_for(
+    page: &Page,
+    form: NoteForm,
+    note_id: Option<i64>,
+    status: StatusCode,
+    logged_out: bool,
+) -> AppResult {
     let action = match note_id {
         Some(id) => format!("/notes/{id}/edit/"),
         None => "/notes/new/".to_string(),
@@ -262,7 +285,7 @@ async fn render_form(
     let html = page
         .render(
             "notes/form.html",
-            context! { form, note_id, action, tags => TAGS, title_max => TITLE_MAX, body_max => BODY_MAX },
+            context! { form, note_id, action, logged_out, tags => TAGS, title_max => TITLE_MAX, body_max => BODY_MAX },
         )
         .await?;
     Ok((status, html).into_response())
@@ -281,9 +304,19 @@ async fn owned_note(state: &AppState, owner: i64, id: i64) -> Result<Note, AppEr
 }
 
 /// GET /notes/new/
-async fn new_form(_user: LoginRequired, Resubmitted(kept): Resubmitted, page: Page) -> AppResult {
-    let form = kept.as_ref().map(NoteForm::from_kept).unwrap_or_default();
-    render_form(&page, form, None, StatusCode::OK).await
+async fn new_form(
+    MaybeUser(user): MaybeUser,
+    Resubmitted(kept): Resubmitted,
+    page: Page,
+) -> AppResult {
+    match (user, &kept) {
+        (None, Some(k)) => render_stale_form(&page, k, None).await,
+        (None, None) => Ok(to_login("/notes/new/")),
+        (Some(_), _) => {
+            let form = kept.as_ref().map(NoteForm::from_kept).unwrap_or_default();
+            render_form(&page, form, None, StatusCode::OK).await
+        }
+    }
 }
 
 /// POST /notes/new/
@@ -319,11 +352,18 @@ async fn detail(
 /// GET /notes/{id}/edit/
 async fn edit_form(
     State(state): State<AppState>,
-    LoginRequired(user): LoginRequired,
+    MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
     Resubmitted(kept): Resubmitted,
     page: Page,
 ) -> AppResult {
+    let Some(user) = user else {
+        // Only what this browser itself typed is shown; no note is read without an owner.
+        return match &kept {
+            Some(k) => render_stale_form(&page, k, Some(note_id(&id)?)).await,
+            None => Ok(to_login(&format!("/notes/{id}/edit/"))),
+        };
+    };
     let note = owned_note(&state, user.id, note_id(&id)?).await?;
     let form = match &kept {
         Some(k) => NoteForm::from_kept(k),
