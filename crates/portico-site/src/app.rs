@@ -57,6 +57,7 @@ pub const ROUTES: &[RouteInfo] = &[
         "home: the notes of a logged-in user, or the welcome page",
     ),
     route("/healthz", "GET", "liveness probe"),
+    route("/static/site.css", "GET", "the stylesheet"),
     route(
         "/demo/",
         "GET, POST",
@@ -161,6 +162,7 @@ pub fn router(parts: Parts) -> Router {
     let routes = Router::new()
         .route("/", get(views::notes::home))
         .route("/healthz", get(healthz))
+        .route("/static/site.css", get(stylesheet))
         .route(
             "/demo/",
             get(views::demo::demo_form).post(views::demo::demo_submit),
@@ -223,6 +225,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
             .into_response()
         }
     }
+}
+
+/// The stylesheet, embedded; cached by browsers for a day so pages stay small.
+async fn stylesheet() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../static/site.css"),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ErrorPage {

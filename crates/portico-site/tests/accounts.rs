@@ -632,10 +632,17 @@ async fn the_session_never_holds_the_password_or_its_hash() {
     let pool = sqlx::SqlitePool::connect(&url)
         .await
         .expect("open sessions");
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM portico_session_data")
+    // Each session's keys are one JSON object: key -> the value's JSON text.
+    let records: Vec<(String,)> = sqlx::query_as("SELECT data FROM portico_session_records")
         .fetch_all(&pool)
         .await
         .expect("read sessions");
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (data,) in &records {
+        let map: HashMap<String, String> =
+            serde_json::from_str(data).expect("session data is a JSON object");
+        rows.extend(map);
+    }
     let data: HashMap<String, usize> = rows.iter().fold(HashMap::new(), |mut m, (k, _)| {
         *m.entry(k.clone()).or_default() += 1;
         m

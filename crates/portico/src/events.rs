@@ -306,31 +306,39 @@ async fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Re
 }
 
 async fn write_loop(mut rx: mpsc::Receiver<Event>, config: EventConfig, written: Arc<AtomicU64>) {
+    // The writer wakes on a short tick and drains whatever queued meanwhile, instead of being
+    // woken by every event: under load that saves a cross-thread wake-up per request.
     let mut file: Option<OpenFile> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
     loop {
-        tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                if let Err(e) = write_one(&mut file, &config, &ev).await {
-                    tracing::error!(error = %e, "cannot write the event log");
-                    file = None;
-                } else {
-                    written.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            _ = tick.tick() => {
-                if let Some(f) = file.as_mut() {
-                    if let Err(e) = f.out.flush().await {
-                        tracing::error!(error = %e, "cannot flush the event log");
+        tick.tick().await;
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(ev) => match write_one(&mut file, &config, &ev).await {
+                    Ok(()) => {
+                        written.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write the event log");
+                        file = None;
+                    }
+                },
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        ticks = ticks.wrapping_add(1);
+        if closed || ticks % 10 == 0 {
+            if let Some(f) = file.as_mut() {
+                if let Err(e) = f.out.flush().await {
+                    tracing::error!(error = %e, "cannot flush the event log");
                 }
             }
         }
-    }
-    if let Some(f) = file.as_mut() {
-        if let Err(e) = f.out.flush().await {
-            tracing::error!(error = %e, "cannot flush the event log at shutdown");
+        if closed {
+            break;
         }
     }
 }

@@ -27,17 +27,36 @@ async fn image(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let mode = q.get("mode").and_then(|m| Mode::parse(m)).unwrap_or(Mode::Latin);
+    let mode = q
+        .get("mode")
+        .and_then(|m| Mode::parse(m))
+        .unwrap_or(Mode::Latin);
     // Tests may pretend to come from other addresses.
-    let ip: IpAddr = q.get("ip").and_then(|i| i.parse().ok()).unwrap_or(addr.ip());
+    let ip: IpAddr = q
+        .get("ip")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(addr.ip());
     match Captcha::issue(&session, &cfg, mode, ip).await {
-        Ok(png) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response(),
-        Err(IssueError::Limited(_)) => (axum::http::StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
+        Ok(png) => (
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            png,
+        )
+            .into_response(),
+        Err(IssueError::Limited(_)) => {
+            (axum::http::StatusCode::TOO_MANY_REQUESTS, "slow down").into_response()
+        }
         Err(IssueError::Session(e)) => e.into_response(),
     }
 }
 
-async fn check(session: Session, Extension(cfg): Extension<Arc<CaptchaConfig>>, params: Params) -> Response {
+async fn check(
+    session: Session,
+    Extension(cfg): Extension<Arc<CaptchaConfig>>,
+    params: Params,
+) -> Response {
     match Captcha::verify(&session, &cfg, params.get("captcha").unwrap_or("")).await {
         Ok((outcome, _)) => outcome.reason().into_response(),
         Err(e) => e.into_response(),
@@ -50,28 +69,55 @@ async fn spawn(per_session: u32, per_ip: u32, test_answer: Option<&str>) -> Site
     cfg.test_answer = test_answer.map(String::from);
     let store = Arc::new(MemoryStore::default());
     let sessions = SessionLayer::with_clock(store.clone(), SessionConfig::default(), clock.clone());
-    let routes = Router::new().route("/captcha/", get(image)).route("/check/", post(check));
-    let service = ServiceBuilder::new().layer(Extension(Arc::new(cfg))).layer(sessions).service(routes);
+    let routes = Router::new()
+        .route("/captcha/", get(image))
+        .route("/check/", post(check));
+    let service = ServiceBuilder::new()
+        .layer(Extension(Arc::new(cfg)))
+        .layer(sessions)
+        .service(routes);
     let app = Router::new().fallback_service(service);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
     });
-    Site { base: format!("http://{addr}"), clock, store }
+    Site {
+        base: format!("http://{addr}"),
+        clock,
+        store,
+    }
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).build().unwrap()
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
 }
 
 impl Site {
     async fn image(&self, c: &reqwest::Client, query: &str) -> reqwest::Response {
-        c.get(format!("{}/captcha/{query}", self.base)).send().await.unwrap()
+        c.get(format!("{}/captcha/{query}", self.base))
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn check(&self, c: &reqwest::Client, answer: &str) -> String {
-        c.post(format!("{}/check/", self.base)).form(&[("captcha", answer)]).send().await.unwrap().text().await.unwrap()
+        c.post(format!("{}/check/", self.base))
+            .form(&[("captcha", answer)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// The pending answer, read from the server-side store (where only the server can see it).
@@ -118,11 +164,25 @@ async fn the_answer_lives_only_in_the_session() {
     let id = session_id(&resp);
     let headers = format!("{:?}", resp.headers());
     let png = resp.bytes().await.unwrap();
-    let answer = site.pending_answer(&id).await.expect("the answer is in the session");
-    assert!(!headers.contains(&answer), "the answer leaked into a header or cookie");
+    let answer = site
+        .pending_answer(&id)
+        .await
+        .expect("the answer is in the session");
+    assert!(
+        !headers.contains(&answer),
+        "the answer leaked into a header or cookie"
+    );
     let (_, _, chunks) = png_size_and_chunks(&png);
-    assert!(chunks.iter().all(|c| !matches!(c.as_str(), "tEXt" | "zTXt" | "iTXt")), "{chunks:?}");
-    assert!(!png.windows(answer.len()).any(|w| w == answer.as_bytes()), "the answer is in the PNG bytes");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| !matches!(c.as_str(), "tEXt" | "zTXt" | "iTXt")),
+        "{chunks:?}"
+    );
+    assert!(
+        !png.windows(answer.len()).any(|w| w == answer.as_bytes()),
+        "the answer is in the PNG bytes"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +205,11 @@ async fn a_wrong_answer_consumes_the_challenge() {
     let id = session_id(&resp);
     let answer = site.pending_answer(&id).await.unwrap();
     assert_eq!(site.check(&c, "zzzz").await, "wrong");
-    assert_eq!(site.check(&c, &answer).await, "missing", "a second try on the same image was allowed");
+    assert_eq!(
+        site.check(&c, &answer).await,
+        "missing",
+        "a second try on the same image was allowed"
+    );
 }
 
 #[tokio::test]
@@ -215,8 +279,14 @@ async fn chinese_images_use_only_the_common_set_and_decode_to_their_size() {
         let id = session_id(&resp);
         let png = resp.bytes().await.unwrap();
         let answer = site.pending_answer(&id).await.unwrap();
-        assert_eq!(answer.chars().count(), Style::for_mode(Mode::Chinese).length);
-        assert!(answer.chars().all(|ch| set.contains(&ch)), "{answer} has a character outside the set");
+        assert_eq!(
+            answer.chars().count(),
+            Style::for_mode(Mode::Chinese).length
+        );
+        assert!(
+            answer.chars().all(|ch| set.contains(&ch)),
+            "{answer} has a character outside the set"
+        );
         let style = Style::for_mode(Mode::Chinese);
         let (w, h, _) = png_size_and_chunks(&png);
         assert_eq!((w, h), (style.width, style.height));
