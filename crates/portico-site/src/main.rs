@@ -3,6 +3,11 @@
 //! `portico serve` runs the site (SQLite in `./data` unless told otherwise); `migrate`,
 //! `createuser`, `clearsessions`, `routes` and `captcha-samples` are the management commands.
 
+/// A request allocates many small, short-lived values (headers, template output, events);
+/// mimalloc's thread-local free lists serve them faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod app;
 mod auth;
 mod config;

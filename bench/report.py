@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Turns one bench/run output folder into bench/RESULTS.md (Python standard library only).
+
+  report.py OUTDIR RESULTS_MD
+
+Reads OUTDIR/meta.txt (header lines, already Markdown), OUTDIR/raw/*.txt (one wrk run each,
+with the lines written by bench/lib/common.lua and bench/run) and, when present,
+OUTDIR/storeops.md and OUTDIR/checks.txt. Exit status 1 when a scenario failed (most of its
+responses had an unexpected status), so bench/run can fail loudly.
+"""
+import glob
+import os
+import re
+import statistics
+import sys
+
+# Display order and names of the targets.
+TARGETS = {
+    "hello": "bench-hello (bare axum)",
+    "portico-sqlite": "portico, SQLite sessions",
+    "portico-noevents": "portico, SQLite sessions, event log off",
+    "portico-redis": "portico, Redis sessions + PostgreSQL",
+    "django-sqlite": "Django + SQLite sessions",
+    "django-redis": "Django + Redis sessions",
+}
+SCENARIOS = {
+    "hello": "hello: GET / of bench-hello (the reference)",
+    "S1": "S1: GET /accounts/login/, returning visitor (pool of 64 sessions)",
+    "S2": "S2: GET /accounts/login/, first visit (no cookie)",
+    "S3": "S3: GET /captcha/ with a session cookie",
+    "S4": "S4: POST /accounts/login/, valid CSRF token, wrong captcha",
+    "S5": "S5: GET /notes/, logged in, 50 notes",
+    "demo": "demo: GET /demo/ with a session cookie (visit counter)",
+}
+# Statuses that count as the scenario working (anything else is an error).
+EXPECTED = {"S4": {200, 400}}
+DEFAULT_EXPECTED = {200}
+
+# PERF.md targets: (scenario, target, minimum ratio to hello).
+RATIO_TARGETS = [
+    ("S1", "portico-sqlite", 0.50), ("S1", "portico-redis", 0.50),
+    ("S2", "portico-sqlite", 0.35), ("S2", "portico-redis", 0.40),
+    ("S3", "portico-sqlite", 0.12), ("S3", "portico-redis", 0.12),
+    ("S4", "portico-sqlite", 0.40), ("S4", "portico-redis", 0.40),
+    ("S5", "portico-sqlite", 0.30), ("S5", "portico-redis", 0.20),
+]
+DJANGO_TARGETS = {"S1": 45, "S2": 30, "S3": 15, "S4": 40}  # × Django + Redis
+P99_TARGETS_MS = {"S1": 3.0, "S4": 3.0, "S3": 10.0}
+RSS_TARGET_MB = 30
+
+
+def parse(path):
+    run = {"statuses": {}, "path": os.path.basename(path)}
+    for line in open(path, errors="replace"):
+        if line.startswith("# "):
+            for kv in line[2:].split():
+                k, _, v = kv.partition("=")
+                run[k] = v
+        elif line.startswith("STATUS"):
+            for kv in line.split()[1:]:
+                k, _, v = kv.partition("=")
+                run["statuses"][int(k)] = int(v)
+        elif line.startswith("SUMMARY"):
+            d = dict(kv.split("=") for kv in line.split()[1:])
+            run["requests"] = int(d["requests"])
+            run["rps"] = int(d["requests"]) / (int(d["duration_us"]) / 1e6)
+            run["sockerr"] = sum(int(d[k]) for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+        elif line.startswith("LAT_US"):
+            d = dict(kv.split("=") for kv in line.split()[1:])
+            run["p50"] = int(d["p50"]) / 1000
+            run["p99"] = int(d["p99"]) / 1000
+        elif line.startswith("HWM_KB"):
+            run["hwm_mb"] = int(line.split()[1]) / 1024
+        elif line.startswith("CPU_CORES"):
+            run["cpu"] = float(line.split()[1])
+        elif line.startswith("REDIS_CPU_CORES"):
+            run["rcpu"] = float(line.split()[1])
+        elif line.startswith("LOADAVG"):
+            run["load"] = float(line.split()[1])
+    run["round"] = int(run.get("round", 0))
+    return run if "rps" in run else None
+
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+def main():
+    outdir, results = sys.argv[1], sys.argv[2]
+    runs = [r for r in (parse(p) for p in sorted(glob.glob(os.path.join(outdir, "raw", "*.txt")))) if r]
+    hello = {}
+    for r in runs:
+        if r["scenario"] == "hello":
+            hello.setdefault(r["round"], []).append(r["rps"])
+    hello_mean = {k: statistics.mean(v) for k, v in hello.items()}
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["scenario"], r["target"]), []).append(r)
+
+    def rps_by_round(scenario, target):
+        out = {}
+        for r in groups.get((scenario, target), []):
+            out.setdefault(r["round"], []).append(r["rps"])
+        return {k: statistics.mean(v) for k, v in out.items()}
+
+    def ratio(scenario, a, b_scenario, b):
+        """mean over rounds of (a's req/s / b's req/s in the same round)."""
+        ra, rb = rps_by_round(scenario, a), rps_by_round(b_scenario, b)
+        common = sorted(set(ra) & set(rb))
+        if not common:
+            return None
+        return statistics.mean(ra[k] / rb[k] for k in common)
+
+    def hello_ratio(scenario, target):
+        ra = rps_by_round(scenario, target)
+        common = sorted(set(ra) & set(hello_mean))
+        return statistics.mean(ra[k] / hello_mean[k] for k in common) if common else None
+
+    failed = []
+    summary = {}
+    lines = [open(os.path.join(outdir, "meta.txt")).read().rstrip(), ""]
+    lines += [
+        "## Results",
+        "",
+        "Each cell pools the rounds of this run. **req/s per round** lists every 10 s run in round order;",
+        "**mean** is their mean. **×hello** is the mean over rounds of (req/s ÷ the mean of the bench-hello runs",
+        "of the same round, one at the start and one at the end of each round); **×Django** columns divide by",
+        "the Django variant's req/s of the same round, then average over rounds. p50/p99 are the median over",
+        "runs of wrk's latency percentiles. **errors** = socket errors + responses with an unexpected status",
+        "(expected: 200, or 200/400 for S4). **peak RSS** is the largest VmHWM of the server during one run",
+        "(the high-water mark is reset before each run; Django: master + 2 workers summed). **server CPU** is the",
+        "server's user+system time ÷ wall time (Redis rows: + redis-server's). **load avg** is the 1-minute load",
+        "average after each run: server + wrk make about 2; more means other work shared the machine.",
+        "",
+    ]
+    for scenario, title in SCENARIOS.items():
+        targets = [t for t in TARGETS if (scenario, t) in groups]
+        if not targets:
+            continue
+        lines += [f"### {title}", "",
+                  "| target | req/s per round | mean req/s | ×hello | ×Django SQLite | ×Django Redis "
+                  "| p50 ms | p99 ms | errors | statuses | server CPU (cores) | peak RSS MB | load avg |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for t in targets:
+            rs = sorted(groups[(scenario, t)], key=lambda r: (r["round"], r["path"]))
+            want = EXPECTED.get(scenario, DEFAULT_EXPECTED)
+            total = sum(r["requests"] for r in rs)
+            bad = sum(v for r in rs for k, v in r["statuses"].items() if k not in want)
+            errors = bad + sum(r["sockerr"] for r in rs)
+            st = {}
+            for r in rs:
+                for k, v in r["statuses"].items():
+                    st[k] = st.get(k, 0) + v
+            status_txt = " ".join(f"{k}:{v}" for k, v in sorted(st.items()))
+            if total and errors > total / 2:
+                failed.append(f"{scenario} on {t}: {errors} of {total} responses wrong ({status_txt})")
+                status_txt = "**FAILED** " + status_txt
+            hr = hello_ratio(scenario, t) if scenario != "hello" else 1.0
+            is_portico = t.startswith("portico")
+            dj_sql = ratio(scenario, t, scenario, "django-sqlite") if is_portico else None
+            dj_red = ratio(scenario, t, scenario, "django-redis") if is_portico else None
+            mean_rps = statistics.mean(r["rps"] for r in rs)
+            p50 = statistics.median(r["p50"] for r in rs)
+            p99 = statistics.median(r["p99"] for r in rs)
+            hwm = max((r.get("hwm_mb", 0) for r in rs), default=0)
+            cpu = statistics.mean(r.get("cpu", 0) for r in rs)
+            cpu_txt = f"{cpu:.2f}"
+            if any("rcpu" in r for r in rs):
+                cpu_txt += f" +{statistics.mean(r.get('rcpu', 0) for r in rs):.2f} redis"
+            loads = [r["load"] for r in rs if "load" in r]
+            load_txt = " / ".join(f"{x:.1f}" for x in loads) if loads else "–"
+            summary[(scenario, t)] = dict(ratio=hr, p99=p99, hwm=hwm, dj_red=dj_red, rps=mean_rps)
+            lines.append(
+                f"| {TARGETS[t]} | {' / '.join(fmt_int(r['rps']) for r in rs)} | **{fmt_int(mean_rps)}** "
+                f"| {hr:.3f} | {f'{dj_sql:.0f}×' if dj_sql else '–'} | {f'{dj_red:.0f}×' if dj_red else '–'} "
+                f"| {p50:.2f} | {p99:.2f} | {errors} | {status_txt} | {cpu_txt} | {hwm:.1f} | {load_txt} |"
+                if hr is not None else
+                f"| {TARGETS[t]} | {' / '.join(fmt_int(r['rps']) for r in rs)} | {fmt_int(mean_rps)} | – | – | – "
+                f"| {p50:.2f} | {p99:.2f} | {errors} | {status_txt} | {cpu_txt} | {hwm:.1f} | {load_txt} |")
+        if scenario == "S1" and ("S1", "portico-noevents") in groups and ("S1", "portico-sqlite") in groups:
+            on_off = ratio("S1", "portico-sqlite", "S1", "portico-noevents")
+            summary["events"] = on_off
+            lines += ["", f"Event log cost: S1 with the event log on ÷ S1 with it off (same round, mean over rounds) "
+                          f"= **{on_off:.3f}** (target > 0.95)."]
+        lines.append("")
+
+    # ---------------------------------------------------------------- targets
+    rows = []
+    for scenario, t, minimum in RATIO_TARGETS:
+        s = summary.get((scenario, t))
+        if s and s["ratio"] is not None:
+            rows.append((f"{scenario} ×hello, {TARGETS[t]}", f"{s['ratio']:.3f}", f"≥ {minimum}", s["ratio"] >= minimum))
+    for scenario, minimum in DJANGO_TARGETS.items():
+        for t in ("portico-sqlite", "portico-redis"):
+            s = summary.get((scenario, t))
+            if s and s["dj_red"]:
+                rows.append((f"{scenario} ×Django+Redis, {TARGETS[t]}", f"{s['dj_red']:.0f}×", f"≥ {minimum}×",
+                             s["dj_red"] >= minimum))
+    for scenario, ms in P99_TARGETS_MS.items():
+        for t in ("portico-sqlite", "portico-redis"):
+            s = summary.get((scenario, t))
+            if s:
+                rows.append((f"{scenario} p99, {TARGETS[t]}", f"{s['p99']:.2f} ms", f"≤ {ms} ms", s["p99"] <= ms))
+    peaks = [(v["hwm"], k) for k, v in summary.items() if isinstance(k, tuple) and k[1].startswith("portico")]
+    if peaks:
+        peak, (ps, pt) = max(peaks)
+        rows.append((f"peak RSS under load (largest: {ps} on {TARGETS[pt]})", f"{peak:.1f} MB", f"≤ {RSS_TARGET_MB} MB",
+                     peak <= RSS_TARGET_MB))
+        dj = [v["hwm"] for k, v in summary.items() if isinstance(k, tuple) and k[1] == "django-redis"]
+        if dj:
+            rows.append(("RSS: Django+Redis peak ÷ portico peak", f"{max(dj) / peak:.1f}×", "≥ 4×", max(dj) / peak >= 4))
+    if "events" in summary:
+        rows.append(("S1 events on ÷ events off", f"{summary['events']:.3f}", "> 0.95", summary["events"] > 0.95))
+    if rows:
+        lines += ["## PERF.md targets", "",
+                  "Ratios from this run only. The S1/S3/S4 thresholds are applied to the Redis rows too (PERF.md",
+                  "names only S2 and S5 separately for the shared stores).", "",
+                  "| what | measured | target | met? |", "|---|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} | {'yes' if ok else '**no**'} |" for a, b, c, ok in rows]
+        lines.append("")
+    if failed:
+        lines += ["## FAILED scenarios", ""] + [f"- {f}" for f in failed] + [""]
+    for extra in ("checks.md", "storeops.md", "notes.md"):
+        p = os.path.join(outdir, extra)
+        if os.path.exists(p):
+            lines += [open(p).read().rstrip(), ""]
+    with open(results, "w") as f:
+        f.write("\n".join(lines))
+    for f_ in failed:
+        print("FAILED:", f_, file=sys.stderr)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
