@@ -70,7 +70,9 @@ impl Db {
             }
             Backend::Postgres => url.to_string(),
         };
-        let max = if backend == Backend::Sqlite { 8 } else { 16 };
+        // Each SQLite connection is a thread of its own; on a small machine more of them only add
+        // context switches (SQLite has one writer anyway, and WAL readers are quick).
+        let max = if backend == Backend::Sqlite { 3 } else { 16 };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(3))
