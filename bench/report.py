@@ -220,7 +220,7 @@ def main():
         lines.append("")
     if failed:
         lines += ["## FAILED scenarios", ""] + [f"- {f}" for f in failed] + [""]
-    for extra in ("checks.md", "storeops.md", "notes.md"):
+    for extra in ("checks.md", "storeops.md", "notes.md", "captcha.md"):
         p = os.path.join(outdir, extra)
         if os.path.exists(p):
             lines += [open(p).read().rstrip(), ""]
