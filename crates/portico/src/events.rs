@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -151,10 +151,10 @@ impl EventConfig {
 
 #[derive(Debug)]
 struct Shared {
-    tx: Mutex<Option<mpsc::Sender<Event>>>,
+    tx: mpsc::Sender<Event>,
+    closed: Arc<AtomicBool>,
     dropped: AtomicU64,
     written: Arc<AtomicU64>,
-    instance: String,
     hash_key: [u8; 32],
 }
 
@@ -188,15 +188,16 @@ impl EventLog {
     pub fn start(config: EventConfig, hash_key: [u8; 32]) -> std::io::Result<(Self, EventWriter)> {
         std::fs::create_dir_all(&config.dir)?;
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let closed = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
-            tx: Mutex::new(Some(tx)),
+            tx,
+            closed: closed.clone(),
             dropped: AtomicU64::new(0),
             written: written.clone(),
-            instance: config.instance.clone(),
             hash_key,
         });
-        let task = tokio::spawn(write_loop(rx, config, written));
+        let task = tokio::spawn(write_loop(rx, config, written, closed));
         Ok((
             Self {
                 shared: Some(shared),
@@ -208,19 +209,16 @@ impl EventLog {
     /// Queues an event; never waits. A full queue drops it and counts it.
     pub fn record(&self, mut event: Event) {
         let Some(shared) = &self.shared else { return };
-        event.v = SCHEMA_VERSION;
-        if event.instance.is_empty() {
-            event.instance = shared.instance.clone();
+        if shared.closed.load(Ordering::Relaxed) {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
-        let now = time::OffsetDateTime::now_utc();
-        event.ts_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        event.time = format_time(now);
-        let guard = shared.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let sent = match guard.as_ref() {
-            Some(tx) => tx.try_send(event).is_ok(),
-            None => false,
-        };
-        if !sent {
+        // Only the clock is read here; the writer task formats the time and fills the constant
+        // fields, off the request path.
+        event.ts_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if shared.tx.try_send(event).is_err() {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -242,7 +240,7 @@ impl EventLog {
     /// Stops accepting events; the writer drains the queue, flushes and ends.
     pub fn close(&self) {
         if let Some(s) = &self.shared {
-            s.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            s.closed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -305,7 +303,12 @@ async fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Re
     }
 }
 
-async fn write_loop(mut rx: mpsc::Receiver<Event>, config: EventConfig, written: Arc<AtomicU64>) {
+async fn write_loop(
+    mut rx: mpsc::Receiver<Event>,
+    config: EventConfig,
+    written: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+) {
     // The writer wakes on a short tick and drains whatever queued meanwhile, instead of being
     // woken by every event: under load that saves a cross-thread wake-up per request.
     let mut file: Option<OpenFile> = None;
@@ -314,9 +317,11 @@ async fn write_loop(mut rx: mpsc::Receiver<Event>, config: EventConfig, written:
     let mut ticks: u32 = 0;
     loop {
         tick.tick().await;
-        let closed = loop {
+        // Read the flag before draining, so that everything queued before `close` is written.
+        let closing = closed.load(Ordering::Relaxed);
+        let disconnected = loop {
             match rx.try_recv() {
-                Ok(ev) => match write_one(&mut file, &config, &ev).await {
+                Ok(ev) => match write_one(&mut file, &config, ev).await {
                     Ok(()) => {
                         written.fetch_add(1, Ordering::Relaxed);
                     }
@@ -329,15 +334,16 @@ async fn write_loop(mut rx: mpsc::Receiver<Event>, config: EventConfig, written:
                 Err(mpsc::error::TryRecvError::Disconnected) => break true,
             }
         };
+        let done = closing || disconnected;
         ticks = ticks.wrapping_add(1);
-        if closed || ticks % 10 == 0 {
+        if done || ticks % 10 == 0 {
             if let Some(f) = file.as_mut() {
                 if let Err(e) = f.out.flush().await {
                     tracing::error!(error = %e, "cannot flush the event log");
                 }
             }
         }
-        if closed {
+        if done {
             break;
         }
     }
@@ -346,8 +352,16 @@ async fn write_loop(mut rx: mpsc::Receiver<Event>, config: EventConfig, written:
 async fn write_one(
     file: &mut Option<OpenFile>,
     config: &EventConfig,
-    ev: &Event,
+    mut ev: Event,
 ) -> std::io::Result<()> {
+    ev.v = SCHEMA_VERSION;
+    if ev.instance.is_empty() {
+        ev.instance = config.instance.clone();
+    }
+    ev.time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ev.ts_ms) * 1_000_000)
+        .map(format_time)
+        .unwrap_or_default();
+    let ev = &ev;
     let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
     line.push(b'\n');
     let day = ev.time.get(..10).unwrap_or("unknown").to_string();
@@ -721,31 +735,19 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn session_hash_is_keyed_and_hides_the_id() {
-        let (a, b) = (
-            EventLog {
-                shared: Some(Arc::new(Shared {
-                    tx: Mutex::new(None),
-                    dropped: AtomicU64::new(0),
-                    written: Arc::default(),
-                    instance: String::new(),
-                    hash_key: [1; 32],
-                })),
-            },
-            EventLog {
-                shared: Some(Arc::new(Shared {
-                    tx: Mutex::new(None),
-                    dropped: AtomicU64::new(0),
-                    written: Arc::default(),
-                    instance: String::new(),
-                    hash_key: [2; 32],
-                })),
-            },
-        );
+    #[tokio::test]
+    async fn session_hash_is_keyed_and_hides_the_id() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        let (a, wa) = EventLog::start(EventConfig::new(&dir), [1; 32]).unwrap();
+        let (b, wb) = EventLog::start(EventConfig::new(&dir), [2; 32]).unwrap();
         let id = "A".repeat(43);
         let ha = a.session_hash(&id).unwrap();
         assert_ne!(ha, b.session_hash(&id).unwrap());
         assert!(!ha.contains(&id[..8]));
+        a.close();
+        b.close();
+        wa.finish().await;
+        wb.finish().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -342,9 +342,20 @@ async fn detail(
     Path(id): Path<String>,
     page: Page,
 ) -> AppResult {
-    let note = NoteView::from(owned_note(&state, user.id, note_id(&id)?).await?);
+    show_note(&state, user.id, &id, &page, "notes/detail.html").await
+}
+
+/// Renders one of `owner`'s notes with `template`, or 404.
+async fn show_note(
+    state: &AppState,
+    owner: i64,
+    id: &str,
+    page: &Page,
+    template: &str,
+) -> AppResult {
+    let note = NoteView::from(owned_note(state, owner, note_id(id)?).await?);
     Ok(page
-        .render("notes/detail.html", context! { note })
+        .render(template, context! { note })
         .await?
         .into_response())
 }
@@ -403,11 +414,7 @@ async fn confirm_delete(
     Path(id): Path<String>,
     page: Page,
 ) -> AppResult {
-    let note = NoteView::from(owned_note(&state, user.id, note_id(&id)?).await?);
-    Ok(page
-        .render("notes/confirm_delete.html", context! { note })
-        .await?
-        .into_response())
+    show_note(&state, user.id, &id, &page, "notes/confirm_delete.html").await
 }
 
 /// POST /notes/{id}/delete/
