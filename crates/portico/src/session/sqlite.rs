@@ -7,8 +7,8 @@
 //! value's JSON text, which makes the merge patch replace a value instead of merging into it
 //! (RFC 7396 merges objects) and lets `null` mean "remove this key".
 //!
-//! SQLite means one server, so the store also keeps the sessions it has read or written in memory
-//! and answers reads from there: a returning visitor costs no database round trip. Every write
+//! SQLite means one server, so the store also keeps the sessions it has read in memory (up to
+//! 10,000) and answers reads from there: a returning visitor costs no database round trip. Every write
 //! still goes to the database first. A read that raced with a write is not cached (a counter of
 //! writes tells), so the memory copy never holds an older value than the database.
 
@@ -30,8 +30,9 @@ fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// How many sessions the memory copy holds before it is emptied and refilled from reads.
-const CACHE_LIMIT: usize = 100_000;
+/// How many sessions the memory copy holds before it is emptied and refilled from reads
+/// (≈ 1 KB each, so ≈ 10 MB at most).
+const CACHE_LIMIT: usize = 10_000;
 
 /// A session store in an SQLite database.
 ///
@@ -157,7 +158,8 @@ impl SessionStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
-        self.remember(key, record.clone());
+        // Not cached here: most new sessions (first visits, crawlers) are never read again, and
+        // the first read of one that is brings it in.
         self.writes.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
