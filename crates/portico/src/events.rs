@@ -1,6 +1,6 @@
 //! The security event log: one JSON object a line, written off the request path.
 //!
-//! Requests hand events to a bounded channel and go on; one writer task appends them to
+//! Requests hand events to a bounded channel and go on; one writer thread appends them to
 //! `<dir>/events-YYYY-MM-DD[-<instance>].jsonl`, starting a new file each UTC day and when a file
 //! passes its size limit (`...-1.jsonl`, `...-2.jsonl`). When the channel is full the event is
 //! dropped and counted ([`EventLog::dropped`]) rather than making a request wait. The writer
@@ -28,7 +28,7 @@ use axum::response::Response;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 use tokio::sync::mpsc;
 
 use crate::csrf::Refused;
@@ -164,15 +164,17 @@ pub struct EventLog {
     shared: Option<Arc<Shared>>,
 }
 
-/// The writer task of an [`EventLog`]; await [`EventWriter::finish`] after [`EventLog::close`].
+/// The writer thread of an [`EventLog`]; await [`EventWriter::finish`] after [`EventLog::close`].
 #[derive(Debug)]
-pub struct EventWriter(tokio::task::JoinHandle<()>);
+pub struct EventWriter(std::thread::JoinHandle<()>);
 
 impl EventWriter {
     /// Waits until every queued event is written and the file flushed.
     pub async fn finish(self) {
-        if let Err(e) = self.0.await {
-            tracing::error!(error = %e, "event writer ended abnormally");
+        let handle = self.0;
+        match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Ok(())) => {}
+            _ => tracing::error!("event writer ended abnormally"),
         }
     }
 }
@@ -183,7 +185,7 @@ impl EventLog {
         Self { shared: None }
     }
 
-    /// Starts the writer task. `hash_key` keys the session-id hash, so the log cannot be joined
+    /// Starts the writer thread. `hash_key` keys the session-id hash, so the log cannot be joined
     /// against a stolen session table.
     pub fn start(config: EventConfig, hash_key: [u8; 32]) -> std::io::Result<(Self, EventWriter)> {
         std::fs::create_dir_all(&config.dir)?;
@@ -197,7 +199,11 @@ impl EventLog {
             written: written.clone(),
             hash_key,
         });
-        let task = tokio::spawn(write_loop(rx, config, written, closed));
+        // A thread of its own with plain blocking file I/O: tokio's file operations would hand
+        // every buffer flush to the blocking pool, a thread switch each time.
+        let task = std::thread::Builder::new()
+            .name("portico-events".into())
+            .spawn(move || write_loop(rx, config, written, closed))?;
         Ok((
             Self {
                 shared: Some(shared),
@@ -213,7 +219,7 @@ impl EventLog {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // Only the clock is read here; the writer task formats the time and fills the constant
+        // Only the clock is read here; the writer thread formats the time and fills the constant
         // fields, off the request path.
         event.ts_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -279,31 +285,30 @@ struct OpenFile {
     day: String,
     part: u32,
     size: u64,
-    out: tokio::io::BufWriter<tokio::fs::File>,
+    out: std::io::BufWriter<std::fs::File>,
 }
 
-async fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Result<OpenFile> {
+fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Result<OpenFile> {
     loop {
         let path = file_name(&config.dir, day, &config.instance, part);
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)
-            .await?;
-        let size = file.metadata().await?.len();
+            .open(&path)?;
+        let size = file.metadata()?.len();
         if size < config.max_file_bytes {
             return Ok(OpenFile {
                 day: day.to_string(),
                 part,
                 size,
-                out: tokio::io::BufWriter::new(file),
+                out: std::io::BufWriter::with_capacity(64 * 1024, file),
             });
         }
         part += 1;
     }
 }
 
-async fn write_loop(
+fn write_loop(
     mut rx: mpsc::Receiver<Event>,
     config: EventConfig,
     written: Arc<AtomicU64>,
@@ -312,16 +317,14 @@ async fn write_loop(
     // The writer wakes on a short tick and drains whatever queued meanwhile, instead of being
     // woken by every event: under load that saves a cross-thread wake-up per request.
     let mut file: Option<OpenFile> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u32 = 0;
     loop {
-        tick.tick().await;
+        std::thread::sleep(Duration::from_millis(100));
         // Read the flag before draining, so that everything queued before `close` is written.
         let closing = closed.load(Ordering::Relaxed);
         let disconnected = loop {
             match rx.try_recv() {
-                Ok(ev) => match write_one(&mut file, &config, ev).await {
+                Ok(ev) => match write_one(&mut file, &config, ev) {
                     Ok(()) => {
                         written.fetch_add(1, Ordering::Relaxed);
                     }
@@ -338,7 +341,7 @@ async fn write_loop(
         ticks = ticks.wrapping_add(1);
         if done || ticks % 10 == 0 {
             if let Some(f) = file.as_mut() {
-                if let Err(e) = f.out.flush().await {
+                if let Err(e) = f.out.flush() {
                     tracing::error!(error = %e, "cannot flush the event log");
                 }
             }
@@ -349,7 +352,7 @@ async fn write_loop(
     }
 }
 
-async fn write_one(
+fn write_one(
     file: &mut Option<OpenFile>,
     config: &EventConfig,
     mut ev: Event,
@@ -372,7 +375,7 @@ async fn write_one(
     if rotate {
         let next_part = match file.take() {
             Some(mut old) => {
-                old.out.flush().await?;
+                old.out.flush()?;
                 if old.day == day {
                     old.part + 1
                 } else {
@@ -381,12 +384,12 @@ async fn write_one(
             }
             None => 0,
         };
-        *file = Some(open_for(config, &day, next_part).await?);
+        *file = Some(open_for(config, &day, next_part)?);
     }
     let Some(f) = file.as_mut() else {
         return Ok(());
     };
-    f.out.write_all(&line).await?;
+    f.out.write_all(&line)?;
     f.size += line.len() as u64;
     Ok(())
 }
@@ -724,7 +727,7 @@ mod tests {
             ..EventConfig::new(&dir)
         };
         let (log, writer) = EventLog::start(cfg, [0; 32]).unwrap();
-        // The writer task has not run yet on this single-threaded runtime: the second event finds
+        // The writer thread sleeps 100 ms before its first drain: the second event finds
         // the queue full.
         log.record(Event::new("request"));
         log.record(Event::new("request"));
