@@ -135,6 +135,9 @@ pub struct EventConfig {
     pub max_file_bytes: u64,
     /// How many events may wait for the writer before new ones are dropped.
     pub capacity: usize,
+    /// How often the writer drains the queue (100 ms). The writer is woken at once by
+    /// [`EventLog::close`], so this bounds only how stale the file is while running.
+    pub drain_every: Duration,
 }
 
 impl EventConfig {
@@ -145,6 +148,7 @@ impl EventConfig {
             instance: "main".into(),
             max_file_bytes: 64 << 20,
             capacity: 16_384,
+            drain_every: Duration::from_millis(100),
         }
     }
 }
@@ -153,6 +157,7 @@ impl EventConfig {
 struct Shared {
     tx: mpsc::Sender<Event>,
     closed: Arc<AtomicBool>,
+    writer: std::thread::Thread,
     dropped: AtomicU64,
     written: Arc<AtomicU64>,
     hash_key: [u8; 32],
@@ -192,18 +197,22 @@ impl EventLog {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let closed = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
-        let shared = Arc::new(Shared {
-            tx,
-            closed: closed.clone(),
-            dropped: AtomicU64::new(0),
-            written: written.clone(),
-            hash_key,
-        });
         // A thread of its own with plain blocking file I/O: tokio's file operations would hand
         // every buffer flush to the blocking pool, a thread switch each time.
-        let task = std::thread::Builder::new()
-            .name("portico-events".into())
-            .spawn(move || write_loop(rx, config, written, closed))?;
+        let task = {
+            let (closed, written) = (closed.clone(), written.clone());
+            std::thread::Builder::new()
+                .name("portico-events".into())
+                .spawn(move || write_loop(rx, config, written, closed))?
+        };
+        let shared = Arc::new(Shared {
+            tx,
+            closed,
+            writer: task.thread().clone(),
+            dropped: AtomicU64::new(0),
+            written,
+            hash_key,
+        });
         Ok((
             Self {
                 shared: Some(shared),
@@ -247,6 +256,7 @@ impl EventLog {
     pub fn close(&self) {
         if let Some(s) = &self.shared {
             s.closed.store(true, Ordering::Relaxed);
+            s.writer.unpark();
         }
     }
 
@@ -317,9 +327,9 @@ fn write_loop(
     // The writer wakes on a short tick and drains whatever queued meanwhile, instead of being
     // woken by every event: under load that saves a cross-thread wake-up per request.
     let mut file: Option<OpenFile> = None;
-    let mut ticks: u32 = 0;
+    let mut last_flush = Instant::now();
     loop {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::park_timeout(config.drain_every);
         // Read the flag before draining, so that everything queued before `close` is written.
         let closing = closed.load(Ordering::Relaxed);
         let disconnected = loop {
@@ -338,8 +348,9 @@ fn write_loop(
             }
         };
         let done = closing || disconnected;
-        ticks = ticks.wrapping_add(1);
-        if done || ticks % 10 == 0 {
+        // At most a second's events sit in the buffer: that is what a crash can lose.
+        if done || last_flush.elapsed() >= Duration::from_secs(1) {
+            last_flush = Instant::now();
             if let Some(f) = file.as_mut() {
                 if let Err(e) = f.out.flush() {
                     tracing::error!(error = %e, "cannot flush the event log");
@@ -724,11 +735,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
         let cfg = EventConfig {
             capacity: 1,
+            drain_every: Duration::from_secs(3600),
             ..EventConfig::new(&dir)
         };
         let (log, writer) = EventLog::start(cfg, [0; 32]).unwrap();
-        // The writer thread sleeps 100 ms before its first drain: the second event finds
-        // the queue full.
+        // The writer drains only when closed here, so the second event finds the queue full.
         log.record(Event::new("request"));
         log.record(Event::new("request"));
         assert_eq!(log.dropped(), 1);
