@@ -154,6 +154,23 @@ impl Site {
             .unwrap()
     }
 
+    /// A form post with a valid token and one extra header, as a browser on some page sends it.
+    async fn post_with_header(
+        &self,
+        c: &reqwest::Client,
+        name: &str,
+        value: &str,
+        token: &str,
+        note: &str,
+    ) -> reqwest::Response {
+        c.post(self.url("/form/"))
+            .header(name, value)
+            .form(&[("csrfmiddlewaretoken", token), ("note", note)])
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn written(&self, c: &reqwest::Client) -> Option<String> {
         let v: serde_json::Value = c
             .get(self.url("/state/"))
@@ -392,13 +409,9 @@ async fn cross_site_fetch_metadata_is_refused_even_with_a_valid_token() {
     let site = spawn(false, &[]).await;
     let c = client();
     let t = site.token(&c).await;
-    let resp = c
-        .post(site.url("/form/"))
-        .header("sec-fetch-site", "cross-site")
-        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "x")])
-        .send()
-        .await
-        .unwrap();
+    let resp = site
+        .post_with_header(&c, "sec-fetch-site", "cross-site", &t, "x")
+        .await;
     assert_refused(&site, &c, resp, "another web site").await;
 }
 
@@ -407,13 +420,9 @@ async fn foreign_origin_is_refused_even_with_a_valid_token() {
     let site = spawn(false, &[]).await;
     let c = client();
     let t = site.token(&c).await;
-    let resp = c
-        .post(site.url("/form/"))
-        .header("origin", "http://evil.test")
-        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "x")])
-        .send()
-        .await
-        .unwrap();
+    let resp = site
+        .post_with_header(&c, "origin", "http://evil.test", &t, "x")
+        .await;
     assert_refused(&site, &c, resp, "not part of this site").await;
 }
 
@@ -422,13 +431,7 @@ async fn null_origin_is_refused() {
     let site = spawn(false, &[]).await;
     let c = client();
     let t = site.token(&c).await;
-    let resp = c
-        .post(site.url("/form/"))
-        .header("origin", "null")
-        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "x")])
-        .send()
-        .await
-        .unwrap();
+    let resp = site.post_with_header(&c, "origin", "null", &t, "x").await;
     assert_refused(&site, &c, resp, "not part of this site").await;
 }
 
@@ -437,13 +440,9 @@ async fn https_post_with_foreign_referer_and_no_origin_is_refused() {
     let site = spawn(true, &[]).await;
     let c = client();
     let t = site.token(&c).await;
-    let resp = c
-        .post(site.url("/form/"))
-        .header("referer", "https://evil.test/page")
-        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "x")])
-        .send()
-        .await
-        .unwrap();
+    let resp = site
+        .post_with_header(&c, "referer", "https://evil.test/page", &t, "x")
+        .await;
     assert_refused(&site, &c, resp, "which page it came from").await;
 }
 
@@ -453,13 +452,9 @@ async fn https_post_with_same_origin_referer_passes() {
     let c = client();
     let t = site.token(&c).await;
     let own = site.base.replace("http://", "https://");
-    let resp = c
-        .post(site.url("/form/"))
-        .header("referer", format!("{own}/form/"))
-        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "ok")])
-        .send()
-        .await
-        .unwrap();
+    let resp = site
+        .post_with_header(&c, "referer", &format!("{own}/form/"), &t, "ok")
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(site.written(&c).await.as_deref(), Some("ok"));
 }
@@ -469,13 +464,9 @@ async fn trusted_origin_passes() {
     let site = spawn(false, &["https://admin.example.test"]).await;
     let c = client();
     let t = site.token(&c).await;
-    let resp = c
-        .post(site.url("/form/"))
-        .header("origin", "https://admin.example.test")
-        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "trusted")])
-        .send()
-        .await
-        .unwrap();
+    let resp = site
+        .post_with_header(&c, "origin", "https://admin.example.test", &t, "trusted")
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(site.written(&c).await.as_deref(), Some("trusted"));
 }

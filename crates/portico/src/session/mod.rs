@@ -606,6 +606,13 @@ mod tests {
             .map(|v| v.to_str().unwrap().to_string())
     }
 
+    /// Saves `s` as the layer does on the way out and answers the response it decorated.
+    async fn saved(s: &Session) -> Response {
+        let mut resp = Response::new(axum::body::Body::empty());
+        s.save(&mut resp).await.unwrap();
+        resp
+    }
+
     fn session_for(layer: &SessionLayer, cookie: Option<&str>) -> Session {
         Session::new(cookie.map(String::from), layer.shared.clone())
     }
@@ -625,8 +632,7 @@ mod tests {
     async fn untouched_session_does_nothing() {
         let (layer, store) = layer(Clock::manual(1_000));
         let s = session_for(&layer, None);
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         assert!(set_cookie(&resp).is_none());
         assert!(store.is_empty());
     }
@@ -636,8 +642,7 @@ mod tests {
         let (layer, store) = layer(Clock::manual(1_000));
         let s = session_for(&layer, None);
         s.insert("user", "ada").await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let c = set_cookie(&resp).unwrap();
         assert!(c.starts_with("sessionid="), "{c}");
         assert!(
@@ -660,8 +665,7 @@ mod tests {
         let forged = "A".repeat(43);
         let s = session_for(&layer, Some(&forged));
         s.insert("k", &1).await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
         assert_ne!(id, forged);
         assert!(store
@@ -677,8 +681,7 @@ mod tests {
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
         s.insert("user", "ada").await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
         clock.advance(14 * 24 * 3600 - 10);
         assert!(session_for(&layer, Some(&id))
@@ -701,8 +704,7 @@ mod tests {
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
         s.insert("user", "ada").await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
         // Four visits five days apart: 20 days in all, past the 14-day idle timeout, inside the
         // 30-day absolute one.
@@ -710,8 +712,7 @@ mod tests {
             clock.advance(5 * 24 * 3600);
             let s = session_for(&layer, Some(&id));
             assert!(s.get::<String>("user").await.unwrap().is_some());
-            let mut resp = Response::new(axum::body::Body::empty());
-            s.save(&mut resp).await.unwrap();
+            let resp = saved(&s).await;
             assert!(
                 set_cookie(&resp).is_some(),
                 "the refreshed expiry is sent to the browser"
@@ -725,13 +726,11 @@ mod tests {
         let s = session_for(&layer, None);
         s.insert("user", "ada").await.unwrap();
         s.insert("__csrf", "secret").await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let old = id_from(&set_cookie(&resp).unwrap());
         let s = session_for(&layer, Some(&old));
         s.cycle_id().await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let new = id_from(&set_cookie(&resp).unwrap());
         assert_ne!(old, new);
         assert!(
@@ -756,16 +755,14 @@ mod tests {
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
         s.insert("user", "ada").await.unwrap();
-        let mut resp = Response::new(axum::body::Body::empty());
-        s.save(&mut resp).await.unwrap();
+        let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
         // Active every day for 31 days: the idle timeout never fires, the absolute one does.
         for _ in 0..31 {
             clock.advance(24 * 3600);
             let s = session_for(&layer, Some(&id));
             let user = s.get::<String>("user").await.unwrap();
-            let mut resp = Response::new(axum::body::Body::empty());
-            s.save(&mut resp).await.unwrap();
+            saved(&s).await;
             if user.is_none() {
                 assert!(clock.now() - 1_000 >= 30 * 24 * 3600 - 24 * 3600);
                 return;
