@@ -28,12 +28,115 @@ mod memory {
 mod sqlite {
     use super::*;
     async fn make() -> Arc<dyn SessionStore> {
-        let dir = std::env::temp_dir().join(format!("portico-store-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("sessions.sqlite3").display());
-        Arc::new(portico::session::SqliteStore::open(&url).await.unwrap())
+        Arc::new(
+            portico::session::SqliteStore::open(&temp_db())
+                .await
+                .unwrap(),
+        )
     }
     portico::session_store_conformance!(make());
+
+    fn temp_db() -> String {
+        let dir = std::env::temp_dir().join(format!("portico-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        format!("sqlite://{}", dir.join("sessions.sqlite3").display())
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    /// The store answers reads from memory; reads racing with writes must never leave an older
+    /// value there than the one the last answered write stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_racing_writes_never_see_an_older_value() {
+        use portico::session::{Changes, Record, StorageKey};
+        let store = portico::session::SqliteStore::open(&temp_db())
+            .await
+            .unwrap();
+        let store = Arc::new(store);
+        let key = StorageKey::of("racing");
+        let t = now();
+        let record = Record {
+            data: [("v".to_string(), "0".to_string())].into(),
+            created_at: t,
+            expires_at: t + 3600,
+        };
+        store.create(&key, &record).await.unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let (store, key, stop) = (store.clone(), key.clone(), stop.clone());
+            readers.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.load(&key, t).await.unwrap().unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for i in 1..=300 {
+            let changes = Changes {
+                set: vec![("v".into(), i.to_string())],
+                remove: vec![],
+            };
+            assert!(store.update(&key, &changes, t + 3600, t).await.unwrap());
+            let seen = store.load(&key, t).await.unwrap().unwrap();
+            assert_eq!(seen.data["v"], i.to_string(), "read {i} saw an older value");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+
+    /// Writes are committed before they are answered: a store opened afterwards on the same
+    /// file (a restart) finds every session that was created, 500 of them written at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answered_writes_survive_a_restart() {
+        use portico::session::{Record, StorageKey};
+        let url = temp_db();
+        let t = now();
+        {
+            let store = Arc::new(portico::session::SqliteStore::open(&url).await.unwrap());
+            let mut tasks = Vec::new();
+            for i in 0..500 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let record = Record {
+                        data: [("n".to_string(), i.to_string())].into(),
+                        created_at: t,
+                        expires_at: t + 3600,
+                    };
+                    store
+                        .create(&StorageKey::of(&format!("s{i}")), &record)
+                        .await
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap().unwrap();
+            }
+        }
+        let reopened = portico::session::SqliteStore::open(&url).await.unwrap();
+        for i in 0..500 {
+            let rec = reopened
+                .load(&StorageKey::of(&format!("s{i}")), t)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("session s{i} was lost"));
+            assert_eq!(rec.data["n"], i.to_string());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_url_is_refused_with_a_reason() {
+        let err = portico::session::SqliteStore::open("sqlite::memory:")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("needs a file"), "{err}");
+    }
 }
 
 mod postgres {

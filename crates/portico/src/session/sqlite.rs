@@ -7,26 +7,39 @@
 //! value's JSON text, which makes the merge patch replace a value instead of merging into it
 //! (RFC 7396 merges objects) and lets `null` mean "remove this key".
 //!
+//! **Writes** go to one writer thread that owns the only writing connection. It takes every write
+//! waiting in its queue and commits them together in one transaction (group commit): under load a
+//! commit carries dozens of sessions, so the per-write cost is a prepared statement, not a
+//! transaction, and requests never wait on each other's `BEGIN`. A request's write is answered
+//! only after its transaction committed. A write whose request already gave up (the store
+//! timeout answered 503) is dropped unwritten, so the store does what the visitor was told.
+//!
+//! **Reads** run on the calling thread through one of a few read-only connections: in WAL mode a
+//! read never waits for the writer, and a lookup by primary key takes microseconds, less than
+//! handing it to another thread and back would. This is why the store talks to SQLite through
+//! `rusqlite` directly rather than an async driver, whose every statement is such a hand-off.
+//!
 //! SQLite means one server, so the store also keeps the sessions it has read in memory (up to
-//! 10,000) and answers reads from there: a returning visitor costs no database round trip. Every write
-//! still goes to the database first. A read that raced with a write is not cached (a counter of
-//! writes tells), so the memory copy never holds an older value than the database.
+//! 10,000) and answers reads from there: a returning visitor costs no database round trip. Every
+//! write still goes to the database first; the writer thread updates the memory copy after the
+//! commit, under the same lock a read takes to add an entry, and a read that raced with a write
+//! does not add what it read (a counter of writes tells). So the memory copy never holds an
+//! older value than the database.
 
 use std::collections::HashMap;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Row;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
 
 use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
 
-fn backend(e: sqlx::Error) -> StoreError {
+fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -34,7 +47,16 @@ fn backend(e: sqlx::Error) -> StoreError {
 /// (≈ 1 KB each, so ≈ 10 MB at most).
 const CACHE_LIMIT: usize = 10_000;
 
-/// A session store in an SQLite database.
+/// Most writes one transaction carries; more waiting ones go in the next.
+const MAX_BATCH: usize = 256;
+
+/// Writes that may wait for the writer thread before new ones are refused (503) instead of queued.
+const QUEUE_LIMIT: usize = 8_192;
+
+/// How long a connection waits for another process's lock before the statement fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A session store in an SQLite database file.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), portico::session::StoreError> {
@@ -43,12 +65,54 @@ const CACHE_LIMIT: usize = 10_000;
 /// ```
 #[derive(Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    shared: Arc<Shared>,
+    writer: SyncSender<Job>,
+    readers: Box<[Mutex<Connection>]>,
+}
+
+/// What the requests and the writer thread both touch.
+#[derive(Debug)]
+struct Shared {
     cache: Mutex<HashMap<StorageKey, Record>>,
-    /// Bumped by every write, so a read can tell whether a write overtook it.
+    /// Bumped (under the cache lock) after every commit, so a read can tell a write overtook it.
     writes: AtomicU64,
-    /// Serialises writes with their cache updates (SQLite has one writer anyway).
-    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    fn cache(&self) -> MutexGuard<'_, HashMap<StorageKey, Record>> {
+        // Only plain map operations run under this lock; a poisoned lock still holds whole entries.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One write, as the writer thread runs it.
+#[derive(Debug)]
+enum Op {
+    Create {
+        key: StorageKey,
+        created_at: i64,
+        expires_at: i64,
+        data: String,
+    },
+    Update {
+        key: StorageKey,
+        changes: Changes,
+        expires_at: i64,
+        now: i64,
+    },
+    Delete {
+        key: StorageKey,
+    },
+    DeleteExpired {
+        now: i64,
+    },
+}
+
+/// A write and where its outcome goes: the number of rows it touched, or the error.
+#[derive(Debug)]
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<u64, String>>,
 }
 
 fn encode(data: &HashMap<String, String>) -> String {
@@ -66,102 +130,296 @@ fn patch(changes: &Changes) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
+/// The file an `sqlite:` URL names: `sqlite://path`, `sqlite:path`, with any `?options` ignored.
+fn file_of(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Backend(format!(
+            "the SQLite session store needs a file, not {url:?} (use the memory store for sessions that live in memory)"
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `url` and creates the table.
+    /// Opens (creating if needed) the database file `url` names (`sqlite://data/sessions.sqlite3`),
+    /// creates the table and starts the writer thread.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(backend)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let path = file_of(url)?;
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
-            .map_err(backend)?;
-        Self::with_pool(pool).await
+            .map_err(|e| StoreError::Backend(format!("opening the session database: {e}")))?
     }
 
-    /// Uses an existing pool and creates the table if it is missing.
-    pub async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS portico_session_records (
-                id TEXT PRIMARY KEY NOT NULL,
-                created_at INTEGER NOT NULL,
-                expires_at INTEGER NOT NULL,
-                data TEXT NOT NULL
-            ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS portico_session_records_expires_at
-                ON portico_session_records (expires_at);",
+    fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+        let writer = connect(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .execute(&pool)
-        .await
         .map_err(backend)?;
-        Ok(Self {
-            pool,
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 CREATE TABLE IF NOT EXISTS portico_session_records (
+                     id TEXT PRIMARY KEY NOT NULL,
+                     created_at INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL,
+                     data TEXT NOT NULL
+                 ) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS portico_session_records_expires_at
+                     ON portico_session_records (expires_at);",
+            )
+            .map_err(backend)?;
+        let count = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8);
+        let readers = (0..count)
+            .map(|_| {
+                connect(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map(Mutex::new)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?
+            .into_boxed_slice();
+        let shared = Arc::new(Shared {
             cache: Mutex::new(HashMap::new()),
             writes: AtomicU64::new(0),
-            write_lock: tokio::sync::Mutex::new(()),
+        });
+        let (tx, rx) = mpsc::sync_channel(QUEUE_LIMIT);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("portico-session-writer".into())
+            .spawn(move || run_writer(writer, rx, thread_shared))
+            .map_err(|e| StoreError::Backend(format!("starting the session writer: {e}")))?;
+        Ok(Self {
+            shared,
+            writer: tx,
+            readers,
         })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<StorageKey, Record>> {
-        // Only plain map operations run under this lock; a poisoned lock still holds whole entries.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    /// A free read connection, or (when all are busy) the first one, waited for.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for slot in self.readers.iter() {
+            if let Ok(conn) = slot.try_lock() {
+                return conn;
+            }
+        }
+        // A poisoned connection is still a connection: no statement is left half-run across a panic.
+        self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remember(&self, key: &StorageKey, record: Record) {
-        let mut cache = self.cache();
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+    async fn write(&self, op: Op) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        match self.writer.try_send(Job { op, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(StoreError::Backend(format!(
+                    "{QUEUE_LIMIT} session writes are already waiting for the database"
+                )))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(StoreError::Backend("the session writer has stopped".into()))
+            }
         }
-        cache.insert(key.clone(), record);
+        match answer.await {
+            Ok(result) => result.map_err(StoreError::Backend),
+            Err(_) => Err(StoreError::Backend(
+                "the session writer stopped before answering".into(),
+            )),
+        }
+    }
+}
+
+/// The writer thread: takes what is waiting, commits it as one transaction, answers each caller.
+/// Ends when the store (and with it the last sender) is dropped.
+fn run_writer(conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // The request behind a closed reply already answered 503: leave its write undone.
+        batch.retain(|job| !job.reply.is_closed());
+        if !batch.is_empty() {
+            commit(&conn, &mut batch, &shared);
+        }
+        batch.clear();
+    }
+}
+
+fn commit(conn: &Connection, batch: &mut Vec<Job>, shared: &Shared) {
+    let outcomes: Vec<Result<u64, String>> = match conn.execute_batch("BEGIN IMMEDIATE") {
+        Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+        Ok(()) => {
+            let outcomes: Vec<_> = batch
+                .iter()
+                .map(|job| run(conn, &job.op).map_err(|e| e.to_string()))
+                .collect();
+            match conn.execute_batch("COMMIT") {
+                Ok(()) => outcomes,
+                Err(e) => {
+                    // Nothing of the batch is written; leave the connection ready for the next.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    batch.iter().map(|_| Err(e.to_string())).collect()
+                }
+            }
+        }
+    };
+    {
+        let mut cache = shared.cache();
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            apply_to_cache(&mut cache, &job.op, outcome);
+        }
+        shared.writes.fetch_add(1, Ordering::AcqRel);
+    }
+    for (job, outcome) in batch.drain(..).zip(outcomes) {
+        // The caller may have given up meanwhile; the write stands either way.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+fn run(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
+    let rows = match op {
+        Op::Create {
+            key,
+            created_at,
+            expires_at,
+            data,
+        } => conn
+            .prepare_cached(
+                "INSERT INTO portico_session_records (id, created_at, expires_at, data)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![key.as_str(), created_at, expires_at, data])?,
+        Op::Update {
+            key,
+            changes,
+            expires_at,
+            now,
+        } => conn
+            .prepare_cached(
+                "UPDATE portico_session_records SET data = json_patch(data, ?1), expires_at = ?2
+                 WHERE id = ?3 AND expires_at > ?4",
+            )?
+            .execute(params![patch(changes), expires_at, key.as_str(), now])?,
+        Op::Delete { key } => conn
+            .prepare_cached("DELETE FROM portico_session_records WHERE id = ?1")?
+            .execute(params![key.as_str()])?,
+        Op::DeleteExpired { now } => conn
+            .prepare_cached("DELETE FROM portico_session_records WHERE expires_at <= ?1")?
+            .execute(params![now])?,
+    };
+    Ok(rows as u64)
+}
+
+/// Brings the memory copy in line with a write that committed (or failed).
+fn apply_to_cache(cache: &mut HashMap<StorageKey, Record>, op: &Op, outcome: &Result<u64, String>) {
+    match (op, outcome) {
+        // New sessions are not cached: most (first visits, crawlers) are never read again, and
+        // the first read of one that is brings it in.
+        (Op::Create { .. }, _) => {}
+        (
+            Op::Update {
+                key,
+                changes,
+                expires_at,
+                ..
+            },
+            Ok(touched),
+        ) if *touched > 0 => {
+            if let Some(rec) = cache.get_mut(key) {
+                for (k, v) in &changes.set {
+                    rec.data.insert(k.clone(), v.clone());
+                }
+                for k in &changes.remove {
+                    rec.data.remove(k);
+                }
+                rec.expires_at = *expires_at;
+            }
+        }
+        (Op::Update { key, .. }, _) | (Op::Delete { key }, _) => {
+            cache.remove(key);
+        }
+        (Op::DeleteExpired { now }, _) => cache.retain(|_, r| r.expires_at > *now),
     }
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
-        if let Some(rec) = self.cache().get(key) {
+        if let Some(rec) = self.shared.cache().get(key) {
             return Ok((rec.expires_at > now).then(|| rec.clone()));
         }
-        let seen = self.writes.load(Ordering::Acquire);
-        let row = sqlx::query(
-            "SELECT created_at, expires_at, data FROM portico_session_records WHERE id = ?1",
-        )
-        .bind(key.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let data: String = row.try_get(2).map_err(backend)?;
+        let seen = self.shared.writes.load(Ordering::Acquire);
+        let row = {
+            let conn = self.reader();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT created_at, expires_at, data FROM portico_session_records WHERE id = ?1",
+                )
+                .map_err(backend)?;
+            stmt.query_row(params![key.as_str()], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .optional()
+            .map_err(backend)?
+        };
+        let Some((created_at, expires_at, data)) = row else {
+            return Ok(None);
+        };
         let record = Record {
-            created_at: row.try_get(0).map_err(backend)?,
-            expires_at: row.try_get(1).map_err(backend)?,
+            created_at,
+            expires_at,
             data: serde_json::from_str(&data)
                 .map_err(|e| StoreError::Backend(format!("corrupt session data: {e}")))?,
         };
-        if self.writes.load(Ordering::Acquire) == seen {
-            self.remember(key, record.clone());
+        {
+            let mut cache = self.shared.cache();
+            if self.shared.writes.load(Ordering::Acquire) == seen {
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(key.clone(), record.clone());
+            }
         }
         Ok((record.expires_at > now).then_some(record))
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let _write = self.write_lock.lock().await;
-        sqlx::query("INSERT INTO portico_session_records (id, created_at, expires_at, data) VALUES (?1, ?2, ?3, ?4)")
-            .bind(key.as_str())
-            .bind(record.created_at)
-            .bind(record.expires_at)
-            .bind(encode(&record.data))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        // Not cached here: most new sessions (first visits, crawlers) are never read again, and
-        // the first read of one that is brings it in.
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        self.write(Op::Create {
+            key: key.clone(),
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            data: encode(&record.data),
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn update(
@@ -171,63 +429,24 @@ impl SessionStore for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let _write = self.write_lock.lock().await;
-        let touched = sqlx::query(
-            "UPDATE portico_session_records SET data = json_patch(data, ?1), expires_at = ?2
-             WHERE id = ?3 AND expires_at > ?4",
-        )
-        .bind(patch(changes))
-        .bind(expires_at)
-        .bind(key.as_str())
-        .bind(now)
-        .execute(&self.pool)
+        self.write(Op::Update {
+            key: key.clone(),
+            changes: changes.clone(),
+            expires_at,
+            now,
+        })
         .await
-        .map_err(|e| {
-            self.cache().remove(key);
-            self.writes.fetch_add(1, Ordering::AcqRel);
-            backend(e)
-        })?
-        .rows_affected();
-        {
-            let mut cache = self.cache();
-            if touched == 0 {
-                cache.remove(key);
-            } else if let Some(rec) = cache.get_mut(key) {
-                for (k, v) in &changes.set {
-                    rec.data.insert(k.clone(), v.clone());
-                }
-                for k in &changes.remove {
-                    rec.data.remove(k);
-                }
-                rec.expires_at = expires_at;
-            }
-        }
-        // Counted after the database has the write, so a read that queried before it cannot
-        // cache what it saw.
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        Ok(touched > 0)
+        .map(|touched| touched > 0)
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        let _write = self.write_lock.lock().await;
-        self.cache().remove(key);
-        let result = sqlx::query("DELETE FROM portico_session_records WHERE id = ?1")
-            .bind(key.as_str())
-            .execute(&self.pool)
-            .await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        result.map(|_| ()).map_err(backend)
+        self.write(Op::Delete { key: key.clone() })
+            .await
+            .map(|_| ())
     }
 
     async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
-        let _write = self.write_lock.lock().await;
-        self.cache().retain(|_, r| r.expires_at > now);
-        let result = sqlx::query("DELETE FROM portico_session_records WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&self.pool)
-            .await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        Ok(result.map_err(backend)?.rows_affected())
+        self.write(Op::DeleteExpired { now }).await
     }
 }
 
@@ -243,5 +462,19 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&patch(&changes)).unwrap();
         assert_eq!(v, serde_json::json!({ "a": "{\"x\":1}", "b": null }));
+    }
+
+    #[test]
+    fn urls_name_files_and_memory_is_refused() {
+        assert_eq!(
+            file_of("sqlite://data/s.sqlite3").unwrap(),
+            PathBuf::from("data/s.sqlite3")
+        );
+        assert_eq!(
+            file_of("sqlite:/tmp/s.db?mode=rwc").unwrap(),
+            PathBuf::from("/tmp/s.db")
+        );
+        assert!(file_of("sqlite::memory:").is_err());
+        assert!(file_of("sqlite://").is_err());
     }
 }
