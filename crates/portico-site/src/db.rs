@@ -3,10 +3,15 @@
 //! Queries are written once with `$1, $2, ...` placeholders, which both SQLite and PostgreSQL
 //! accept (bound in order). Migrations differ per backend (auto-increment keys) and are embedded
 //! in the binary.
+//!
+//! On SQLite the hot, short reads (a page of notes) also have a [`ReadPool`]: read-only
+//! connections used on the request's own thread, which spares the async driver's two thread
+//! hand-offs per statement. Everything else goes through the pool.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use portico::sqlite::{rusqlite, ReadPool};
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
@@ -51,6 +56,8 @@ pub struct Db {
     pub pool: AnyPool,
     /// Its backend.
     pub backend: Backend,
+    /// Read-only connections on the request's thread, for SQLite only.
+    pub reads: Option<std::sync::Arc<ReadPool>>,
 }
 
 impl Db {
@@ -88,7 +95,22 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        Ok(Self { pool, backend })
+        let reads = match portico::sqlite::file_of(&url) {
+            // The pool above has created the file; the read connections open it as it is.
+            Some(path) if backend == Backend::Sqlite => {
+                let reads = tokio::task::spawn_blocking(move || ReadPool::open(&path))
+                    .await
+                    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+                    .map_err(read_error)?;
+                Some(std::sync::Arc::new(reads))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            reads,
+        })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -101,5 +123,16 @@ impl Db {
                     .await
             }
         }
+    }
+}
+
+/// A failed read on a [`ReadPool`] connection as the error the views already handle: a database
+/// that stays locked past the busy timeout is unavailable (503), anything else is a server error.
+pub fn read_error(e: rusqlite::Error) -> sqlx::Error {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            sqlx::Error::Io(std::io::Error::other(e))
+        }
+        _ => sqlx::Error::Protocol(format!("SQLite read failed: {e}")),
     }
 }

@@ -31,6 +31,8 @@ pub mod params;
 pub mod ratelimit;
 pub mod secret;
 pub mod session;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod template;
 
 pub use cookies::{Cookie, Cookies};

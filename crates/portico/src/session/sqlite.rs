@@ -27,15 +27,16 @@
 //! older value than the database.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
+
+use crate::sqlite::{connect, file_of, ReadPool};
 
 use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
 
@@ -53,9 +54,6 @@ const MAX_BATCH: usize = 256;
 /// Writes that may wait for the writer thread before new ones are refused (503) instead of queued.
 const QUEUE_LIMIT: usize = 8_192;
 
-/// How long a connection waits for another process's lock before the statement fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A session store in an SQLite database file.
 ///
 /// ```no_run
@@ -67,7 +65,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStore {
     shared: Arc<Shared>,
     writer: SyncSender<Job>,
-    readers: Box<[Mutex<Connection>]>,
+    readers: ReadPool,
 }
 
 /// What the requests and the writer thread both touch.
@@ -130,32 +128,15 @@ fn patch(changes: &Changes) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-/// The file an `sqlite:` URL names: `sqlite://path`, `sqlite:path`, with any `?options` ignored.
-fn file_of(url: &str) -> Result<PathBuf, StoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Backend(format!(
-            "the SQLite session store needs a file, not {url:?} (use the memory store for sessions that live in memory)"
-        )));
-    }
-    Ok(PathBuf::from(path))
-}
-
-fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(conn)
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file `url` names (`sqlite://data/sessions.sqlite3`),
     /// creates the table and starts the writer thread.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let path = file_of(url)?;
+        let path = file_of(url).ok_or_else(|| {
+            StoreError::Backend(format!(
+                "the SQLite session store needs a file, not {url:?} (use the memory store for sessions that live in memory)"
+            ))
+        })?;
         tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
             .map_err(|e| StoreError::Backend(format!("opening the session database: {e}")))?
@@ -183,21 +164,7 @@ impl SqliteStore {
                      ON portico_session_records (expires_at);",
             )
             .map_err(backend)?;
-        let count = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(2, 8);
-        let readers = (0..count)
-            .map(|_| {
-                connect(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map(Mutex::new)
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?
-            .into_boxed_slice();
+        let readers = ReadPool::open(path).map_err(backend)?;
         let shared = Arc::new(Shared {
             cache: Mutex::new(HashMap::new()),
             writes: AtomicU64::new(0),
@@ -213,17 +180,6 @@ impl SqliteStore {
             writer: tx,
             readers,
         })
-    }
-
-    /// A free read connection, or (when all are busy) the first one, waited for.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        for slot in self.readers.iter() {
-            if let Ok(conn) = slot.try_lock() {
-                return conn;
-            }
-        }
-        // A poisoned connection is still a connection: no statement is left half-run across a panic.
-        self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn write(&self, op: Op) -> Result<u64, StoreError> {
@@ -374,7 +330,7 @@ impl SessionStore for SqliteStore {
         }
         let seen = self.shared.writes.load(Ordering::Acquire);
         let row = {
-            let conn = self.reader();
+            let conn = self.readers.get();
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT created_at, expires_at, data FROM portico_session_records WHERE id = ?1",
@@ -462,19 +418,5 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&patch(&changes)).unwrap();
         assert_eq!(v, serde_json::json!({ "a": "{\"x\":1}", "b": null }));
-    }
-
-    #[test]
-    fn urls_name_files_and_memory_is_refused() {
-        assert_eq!(
-            file_of("sqlite://data/s.sqlite3").unwrap(),
-            PathBuf::from("data/s.sqlite3")
-        );
-        assert_eq!(
-            file_of("sqlite:/tmp/s.db?mode=rwc").unwrap(),
-            PathBuf::from("/tmp/s.db")
-        );
-        assert!(file_of("sqlite::memory:").is_err());
-        assert!(file_of("sqlite://").is_err());
     }
 }
