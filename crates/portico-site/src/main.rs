@@ -8,6 +8,23 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Asks Linux not to back this process's memory with 2 MiB transparent huge pages.
+///
+/// With THP set to `always` (a common distribution default) the allocator's arenas get huge
+/// pages on first touch, so a few kilobytes in use can cost 2 MiB of resident memory: the site
+/// peaked at about 33 MB instead of about 20 MB under load. A server this size gains nothing
+/// measurable from fewer TLB misses. Done before the runtime's threads start allocating; pages
+/// that are already huge stay so, but no new ones are made.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        // Refused only on kernels older than 3.15; the site then just uses more memory.
+        let _ = rc;
+    }
+}
+
 mod app;
 mod auth;
 mod config;
@@ -100,6 +117,7 @@ fn init_logging() {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging();
     let workers = match &cli.command {
