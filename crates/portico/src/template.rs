@@ -16,7 +16,7 @@
 //! template (or JSON when the client asked for JSON), with the message the refusing code gave.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
@@ -150,11 +150,15 @@ impl Templates {
 }
 
 /// The per-render holder of the CSRF secret, read by `csrf_token()` / `csrf_input()`.
+///
+/// When the session has no secret yet, the helpers write `placeholder` (random per render) and
+/// count their calls; the page then gets a secret and the placeholders are swapped for a token.
 #[derive(Debug, Default)]
 struct CsrfSlot {
     secret: Mutex<Option<Vec<u8>>>,
     now: i64,
-    wanted: AtomicBool,
+    placeholder: String,
+    calls: AtomicUsize,
 }
 
 impl Object for CsrfSlot {}
@@ -179,8 +183,8 @@ fn slot_token(state: &State) -> Result<String, minijinja::Error> {
     match secret {
         Some(secret) => Ok(csrf::mint(&secret, slot.now)),
         None => {
-            slot.wanted.store(true, Ordering::Relaxed);
-            Ok(String::new())
+            slot.calls.fetch_add(1, Ordering::Relaxed);
+            Ok(slot.placeholder.clone())
         }
     }
 }
@@ -230,23 +234,29 @@ impl Page {
 
     /// [`Page::render`] as a plain string.
     pub async fn render_string(&self, name: &str, ctx: Value) -> Result<String, TemplateError> {
-        let slot = Arc::new(CsrfSlot {
+        let mut slot = CsrfSlot {
             now: self.csrf.clock.now(),
             ..CsrfSlot::default()
-        });
-        // A returning visitor's session is read anyway; take its secret up front so one pass
-        // suffices. A new visitor gets a secret only if the template turns out to need one.
+        };
+        // A returning visitor's session is read anyway; take its secret up front. A new visitor
+        // gets a secret only if the template turns out to need one: the first pass writes a
+        // placeholder where the token goes, swapped for a token afterwards.
         if let Some(session) = &self.session {
             if session.cookie_id().await.is_some() {
-                *slot.secret.lock().unwrap_or_else(|p| p.into_inner()) =
+                *slot.secret.get_mut().unwrap_or_else(|p| p.into_inner()) =
                     csrf::existing_secret(session).await?;
             }
         }
+        // 128 random bits: no page text contains it by chance, and no visitor can predict it to
+        // plant a copy in their own input.
+        slot.placeholder = format!("portico-csrf-{:032x}", rand::random::<u128>());
+        let slot = Arc::new(slot);
         let full = self.context(ctx, slot.clone());
         let first = self
             .templates
             .with_env(|env| env.get_template(name)?.render(&full))?;
-        if !slot.wanted.load(Ordering::Relaxed) {
+        let calls = slot.calls.load(Ordering::Relaxed);
+        if calls == 0 {
             return Ok(first);
         }
         let Some(session) = &self.session else {
@@ -256,6 +266,11 @@ impl Page {
             )));
         };
         let secret = csrf::ensure_secret(session).await?;
+        let token = csrf::mint(&secret, slot.now);
+        if first.matches(slot.placeholder.as_str()).count() == calls {
+            return Ok(first.replace(slot.placeholder.as_str(), &token));
+        }
+        // A filter changed a placeholder (`csrf_token()|upper`, say): render again, with the secret.
         *slot.secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret);
         Ok(self
             .templates

@@ -43,6 +43,13 @@ async fn write(session: Session, params: Params) -> Response {
     }
 }
 
+async fn filtered_page(page: Page) -> Response {
+    match page.render("filtered.html", minijinja::context! {}).await {
+        Ok(html) => html.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn state(session: Session) -> Response {
     let written: Option<String> = session.get("written").await.unwrap_or(None);
     Json(serde_json::json!({ "written": written })).into_response()
@@ -77,6 +84,11 @@ async fn spawn(https: bool, trusted: &[&str]) -> Site {
         "<form method=post>{{ csrf_input() }}<input name=note value=\"{{ note }}\"></form><p id=t>{{ csrf_token() }}</p><p id=e>{{ csrf_error or '' }}</p>",
     )
     .unwrap();
+    env.add_template(
+        "filtered.html",
+        "<p id=u>{{ csrf_token()|upper }}</p><form method=post>{{ csrf_input() }}</form>",
+    )
+    .unwrap();
     let templates = Templates::new(env);
     let csrf = CsrfConfig {
         https,
@@ -91,6 +103,7 @@ async fn spawn(https: bool, trusted: &[&str]) -> Site {
     );
     let routes = Router::new()
         .route("/form/", get(form_page).post(write))
+        .route("/filtered/", get(filtered_page))
         .route("/state/", get(state))
         .route("/login/", post(login))
         .route("/logout/", post(logout))
@@ -213,6 +226,35 @@ async fn same_origin_form_post_passes() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(site.written(&c).await.as_deref(), Some("hello"));
+}
+
+/// A first visit's page is rendered before the session has a secret; the token goes in after.
+/// A page that filters its token must still come out with real tokens, never the stand-in.
+#[tokio::test]
+async fn a_first_visit_with_a_filtered_token_gets_working_tokens() {
+    let site = spawn(false, &[]).await;
+    let c = client();
+    let html = c
+        .get(site.url("/filtered/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.to_lowercase().contains("portico-csrf-"),
+        "a placeholder leaked: {html}"
+    );
+    let t = token_in(&html);
+    let resp = site
+        .post_form(
+            &c,
+            &[("csrfmiddlewaretoken", t.as_str()), ("note", "filtered")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(site.written(&c).await.as_deref(), Some("filtered"));
 }
 
 #[tokio::test]
