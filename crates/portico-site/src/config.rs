@@ -19,6 +19,11 @@ pub struct DataConfig {
     #[arg(long, env = "PORTICO_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Connections to a PostgreSQL database (default: twice the cores, at least 4). Each one is a
+    /// server process; more than the cores can run only adds switching between them.
+    #[arg(long, env = "PORTICO_DB_CONNECTIONS")]
+    pub db_connections: Option<u32>,
+
     /// Where sessions live: `sqlite` (in the data dir), `memory`, `redis://...` or `postgres://...`.
     #[arg(long, env = "PORTICO_SESSION_STORE", default_value = "sqlite")]
     pub session_store: String,

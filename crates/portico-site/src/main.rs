@@ -230,7 +230,7 @@ fn redact(url: &str) -> String {
 async fn open_db(data: &DataConfig) -> Result<Db, BoxError> {
     data.ensure_data_dir()?;
     let url = data.database_url();
-    Db::connect(&url)
+    Db::connect(&url, data.db_connections)
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", redact(&url)).into())
 }

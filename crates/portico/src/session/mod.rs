@@ -50,7 +50,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{default_pool_size, PostgresStore};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]

