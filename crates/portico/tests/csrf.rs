@@ -147,16 +147,19 @@ impl Site {
         self.base.clone()
     }
 
+    /// The body of a GET of `path`.
+    async fn page(&self, c: &reqwest::Client, path: &str) -> String {
+        c.get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn token(&self, c: &reqwest::Client) -> String {
-        token_in(
-            &c.get(self.url("/form/"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        )
+        token_in(&self.page(c, "/form/").await)
     }
 
     async fn post_form(&self, c: &reqwest::Client, fields: &[(&str, &str)]) -> reqwest::Response {
@@ -234,14 +237,7 @@ async fn same_origin_form_post_passes() {
 async fn a_first_visit_with_a_filtered_token_gets_working_tokens() {
     let site = spawn(false, &[]).await;
     let c = client();
-    let html = c
-        .get(site.url("/filtered/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = site.page(&c, "/filtered/").await;
     assert!(
         !html.to_lowercase().contains("portico-csrf-"),
         "a placeholder leaked: {html}"
