@@ -248,8 +248,15 @@ impl Page {
             }
         }
         // 128 random bits: no page text contains it by chance, and no visitor can predict it to
-        // plant a copy in their own input.
-        slot.placeholder = format!("portico-csrf-{:032x}", rand::random::<u128>());
+        // plant a copy in their own input. A returning visitor's page never uses it.
+        if slot
+            .secret
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            slot.placeholder = format!("portico-csrf-{:032x}", rand::random::<u128>());
+        }
         let slot = Arc::new(slot);
         let full = self.context(ctx, slot.clone());
         let first = self
