@@ -15,8 +15,9 @@ data dir, fills the copy with this script while no server has it open, and loads
   grow.py count DATADIR --user NAME
       the rows actually present, as "key=value" lines (read by bench/report.py).
 
-The rows look like the ones the site writes (seen in a seeded store): a session is keyed by the
-64-hex SHA-256 storage key, lives 14 days, and holds its values JSON-encoded inside a JSON object
+The rows look like the ones the site writes (seen in a seeded store): a session is keyed by its
+storage key (the id's creation time in microseconds as 16 hex digits, then the 64-hex SHA-256 of
+the id), lives 14 days, and holds its values JSON-encoded inside a JSON object
 ("__csrf" for every session, "_auth_user" for logged-in ones). Filler data is drawn from a fixed
 seed, so every run measures the same store.
 """
@@ -100,7 +101,8 @@ def grow_sessions(path, n, users, rng, now):
     for _ in range(n):
         created = now - rng.randrange(SESSION_AGE // 2)  # every one still live during the run
         prefix = prefixes[rng.randrange(len(users))] if users and rng.random() < LOGGED_IN_SHARE else "{"
-        rows.append((rng.randbytes(32).hex(), created, created + SESSION_AGE, session_data(rng, prefix)))
+        key = f"{created * 1_000_000 + rng.randrange(1_000_000):016x}{rng.randbytes(32).hex()}"
+        rows.append((key, created, created + SESSION_AGE, session_data(rng, prefix)))
     # Key order turns a million random B-tree inserts into appends: seconds instead of minutes.
     rows.sort()
     conn.execute("BEGIN IMMEDIATE")

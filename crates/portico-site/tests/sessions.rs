@@ -111,7 +111,12 @@ async fn the_session_cookie_is_httponly_lax_and_scoped() {
         .next()
         .unwrap()
         .trim_start_matches("sessionid=");
-    assert_eq!(id.len(), 43, "ids carry 256 bits");
+    let (order, random) = id.split_at(16);
+    assert!(
+        order.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a creation-time prefix in hex: {id}"
+    );
+    assert_eq!(random.len(), 43, "then 256 random bits in base64url: {id}");
 }
 
 #[tokio::test]

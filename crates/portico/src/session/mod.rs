@@ -197,18 +197,46 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A fresh session id: 256 bits from the OS CSPRNG, base64url without padding (43 characters).
+/// A fresh session id: the creation time in microseconds as 16 hex digits, then 256 bits from the
+/// OS CSPRNG in base64url without padding (59 characters in all).
+///
+/// The time prefix is not a secret (the cookie's holder knows when they got it) and adds nothing
+/// to guessing; it is there for the stores: [`StorageKey::of`] keeps it in front, so new sessions
+/// sort after older ones and an SQL store appends them at the end of its index instead of
+/// rewriting a random page of it for every first visit.
 fn new_id() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let mut id = String::with_capacity(store::ID_LEN);
+    id.push_str(&format!("{micros:016x}"));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
+    id
 }
 
+/// Whether a cookie value can be a session id: a current one, or one of the 43-character ids
+/// (random part only) that earlier versions issued, so an upgrade logs nobody out.
 fn well_formed(id: &str) -> bool {
-    id.len() == 43
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    let random = match id.len() {
+        store::ID_LEN => {
+            let (order, random) = id.split_at(store::ORDER_LEN);
+            if !order
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return false;
+            }
+            random
+        }
+        43 => id,
+        _ => return false,
+    };
+    random
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Session {
@@ -650,11 +678,63 @@ mod tests {
             "{c}"
         );
         assert!(!c.contains("Domain"), "{c}");
-        assert_eq!(id_from(&c).len(), 43);
+        assert_eq!(id_from(&c).len(), store::ID_LEN);
         assert_eq!(store.len(), 1);
         let again = session_for(&layer, Some(&id_from(&c)));
         assert_eq!(
             again.get::<String>("user").await.unwrap().as_deref(),
+            Some("ada")
+        );
+    }
+
+    #[test]
+    fn storage_keys_of_new_ids_sort_in_creation_order() {
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            ids.push(new_id());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let keys: Vec<StorageKey> = ids.iter().map(|id| StorageKey::of(id)).collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0].as_str() < pair[1].as_str(), "{pair:?}");
+        }
+        for (id, key) in ids.iter().zip(&keys) {
+            assert!(well_formed(id), "{id}");
+            let (order, random) = id.split_at(store::ORDER_LEN);
+            assert!(key.as_str().starts_with(order));
+            assert_eq!(key.as_str().len(), store::ORDER_LEN + 64);
+            assert!(!key.as_str().contains(random), "the key hides the id");
+        }
+    }
+
+    #[test]
+    fn ids_of_other_shapes_are_not_well_formed() {
+        let id = new_id();
+        let (order, random) = id.split_at(store::ORDER_LEN);
+        assert!(!well_formed(&format!("{}{random}", order.to_uppercase())));
+        assert!(!well_formed(&format!("g{}{random}", &order[1..])));
+        assert!(!well_formed(&format!("{order}{}!", &random[1..])));
+        assert!(!well_formed(&id[1..]));
+        assert!(!well_formed(&format!("{id}A")));
+        assert!(well_formed(&"A".repeat(43)), "ids of earlier versions");
+    }
+
+    #[tokio::test]
+    async fn a_session_of_an_earlier_id_format_still_loads() {
+        let (layer, store) = layer(Clock::manual(1_000));
+        let legacy = "Zq".repeat(21) + "x";
+        let record = Record {
+            data: HashMap::from([("user".to_string(), "\"ada\"".to_string())]),
+            created_at: 900,
+            expires_at: 5_000,
+        };
+        store
+            .create(&StorageKey::of(&legacy), &record)
+            .await
+            .unwrap();
+        let s = session_for(&layer, Some(&legacy));
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
             Some("ada")
         );
     }

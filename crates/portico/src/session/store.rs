@@ -40,15 +40,31 @@ impl Changes {
     }
 }
 
-/// The name under which a store keeps a session: SHA-256 of the session id, in hex.
+/// Hex digits of creation time in front of a session id (see [`StorageKey::of`]).
+pub(crate) const ORDER_LEN: usize = 16;
+
+/// Characters of a session id: the time prefix, then 256 random bits in base64url.
+pub(crate) const ID_LEN: usize = ORDER_LEN + 43;
+
+/// The name under which a store keeps a session: the id's creation-time prefix, then SHA-256 of
+/// the whole id in hex.
+///
+/// The prefix makes keys sort in the order sessions were made, so an SQL store inserts each new
+/// session next to the previous one (one page written per batch of first visits, not one per
+/// visit) and the sessions in use cluster on the pages most recently written. It carries no
+/// secret: the hash alone is what a cookie would have to match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StorageKey(String);
 
 impl StorageKey {
     /// The storage key of a session id.
     pub fn of(session_id: &str) -> Self {
-        let digest = Sha256::digest(session_id.as_bytes());
-        StorageKey(hex::encode(digest))
+        let digest = hex::encode(Sha256::digest(session_id.as_bytes()));
+        match session_id.get(..ORDER_LEN) {
+            Some(order) if session_id.len() == ID_LEN => StorageKey(format!("{order}{digest}")),
+            // Ids of earlier versions had no prefix.
+            _ => StorageKey(digest),
+        }
     }
 
     /// The key as text.
