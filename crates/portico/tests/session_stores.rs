@@ -130,6 +130,50 @@ mod sqlite {
         }
     }
 
+    /// Commits are copied from the write-ahead log into the database file shortly after they
+    /// are made, long before the log holds the 1,000 pages at which the writer itself would copy
+    /// them: the checkpointer thread does it, off the writer's path.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_reach_the_database_file_without_a_full_log() {
+        use portico::session::{Record, StorageKey};
+        let url = temp_db();
+        let file = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+        let store = Arc::new(portico::session::SqliteStore::open(&url).await.unwrap());
+        let empty = std::fs::metadata(&file).unwrap().len();
+        let t = now();
+        let filler = "x".repeat(200);
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let (store, filler) = (store.clone(), filler.clone());
+            tasks.push(tokio::spawn(async move {
+                let record = Record {
+                    data: [("n".to_string(), format!("\"{i}{filler}\""))].into(),
+                    created_at: t,
+                    expires_at: t + 3600,
+                };
+                store
+                    .create(&StorageKey::of(&format!("c{i}")), &record)
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        // 400 sessions of ≈ 300 bytes: about 30 pages, far below the writer's 1,000.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut size = empty;
+        while std::time::Instant::now() < deadline {
+            size = std::fs::metadata(&file).unwrap().len();
+            if size >= empty + 100_000 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!(
+            "the database file stayed at {size} bytes (empty: {empty}): nothing was checkpointed"
+        );
+    }
+
     #[tokio::test]
     async fn an_in_memory_url_is_refused_with_a_reason() {
         let err = portico::session::SqliteStore::open("sqlite::memory:")
