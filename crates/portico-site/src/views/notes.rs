@@ -12,7 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
+use std::sync::Arc;
+
 use minijinja::context;
+use minijinja::value::{Enumerator, Object, Value};
 use portico::csrf::Resubmitted;
 use portico::params::{Params, Query, QueryDict};
 use portico::template::Page;
@@ -41,65 +44,115 @@ pub async fn home(page: Page, MaybeUser(user): MaybeUser) -> AppResult {
     Ok(page.render("home.html", context! {}).await?.into_response())
 }
 
-/// `2025-01-31 14:05 UTC` for people, RFC 3339 for the `datetime` attribute.
-fn times(unix: i64) -> (String, String) {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(unix) else {
-        return (String::new(), String::new());
-    };
-    let human = t
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_default();
-    let iso = t
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    (human, iso)
+/// `2025-01-31 14:05 UTC` for people.
+fn human_time(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) if (0..=9999).contains(&t.year()) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        _ => String::new(),
+    }
 }
 
-/// A note as the templates see it.
-#[derive(Debug, Serialize)]
+/// RFC 3339 in UTC (`2025-01-31T14:05:09Z`), for the `datetime` attribute.
+fn iso_time(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) if (0..=9999).contains(&t.year()) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// A note as the templates see it: `id`, `title`, `body`, `tags` (names), and `created`,
+/// `updated` (for people) with `created_iso`, `updated_iso` (RFC 3339).
+///
+/// A template object rather than a serialized map: a list page shows 20 notes and reads five of
+/// each one's eight attributes, so each is made only when the template asks for it (the times are
+/// formatted then, not before).
+#[derive(Debug)]
 struct NoteView {
     id: i64,
     title: String,
     body: String,
-    tags: Vec<&'static str>,
-    created: String,
-    created_iso: String,
-    updated: String,
-    updated_iso: String,
+    tags: i64,
+    /// `None` for a list entry, which does not show it.
+    created_at: Option<i64>,
+    updated_at: i64,
+}
+
+/// The attributes of [`NoteView`], for templates that iterate over or print one.
+const NOTE_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "body",
+    "tags",
+    "created",
+    "created_iso",
+    "updated",
+    "updated_iso",
+];
+
+impl Object for NoteView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "id" => Value::from(self.id),
+            "title" => Value::from(self.title.as_str()),
+            "body" => Value::from(self.body.as_str()),
+            "tags" => Value::from(notes::names_of(self.tags)),
+            "created" => Value::from(self.created_at.map(human_time).unwrap_or_default()),
+            "created_iso" => Value::from(self.created_at.map(iso_time).unwrap_or_default()),
+            "updated" => Value::from(human_time(self.updated_at)),
+            "updated_iso" => Value::from(iso_time(self.updated_at)),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(NOTE_KEYS)
+    }
 }
 
 impl From<Note> for NoteView {
     fn from(n: Note) -> Self {
-        let (created, created_iso) = times(n.created_at);
-        let (updated, updated_iso) = times(n.updated_at);
         NoteView {
             id: n.id,
             title: n.title,
             body: n.body,
-            tags: notes::names_of(n.tags),
-            created,
-            created_iso,
-            updated,
-            updated_iso,
+            tags: n.tags,
+            created_at: Some(n.created_at),
+            updated_at: n.updated_at,
         }
     }
 }
 
 impl From<NoteSummary> for NoteView {
     fn from(n: NoteSummary) -> Self {
-        let (updated, updated_iso) = times(n.updated_at);
         NoteView {
             id: n.id,
             title: n.title,
             body: String::new(),
-            tags: notes::names_of(n.tags),
-            created: String::new(),
-            created_iso: String::new(),
-            updated,
-            updated_iso,
+            tags: n.tags,
+            created_at: None,
+            updated_at: n.updated_at,
         }
+    }
+}
+
+impl NoteView {
+    fn into_value(self) -> Value {
+        Value::from_object(self)
     }
 }
 
@@ -145,7 +198,11 @@ async fn list(
     }
     let prev_url = (number > 1).then(|| list_url(&selected, number - 1));
     let next_url = found.has_next.then(|| list_url(&selected, number + 1));
-    let notes: Vec<NoteView> = found.notes.into_iter().map(NoteView::from).collect();
+    let notes: Vec<Value> = found
+        .notes
+        .into_iter()
+        .map(|n| NoteView::from(n).into_value())
+        .collect();
     Ok(page
         .render(
             "notes/list.html",
@@ -353,7 +410,7 @@ async fn show_note(
     page: &Page,
     template: &str,
 ) -> AppResult {
-    let note = NoteView::from(owned_note(state, owner, note_id(id)?).await?);
+    let note = NoteView::from(owned_note(state, owner, note_id(id)?).await?).into_value();
     Ok(page
         .render(template, context! { note })
         .await?
@@ -432,6 +489,43 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_minutes_for_people_and_rfc_3339_for_machines() {
+        assert_eq!(human_time(1_738_332_309), "2025-01-31 14:05 UTC");
+        assert_eq!(iso_time(1_738_332_309), "2025-01-31T14:05:09Z");
+        assert_eq!(human_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
+        for t in [1, 951_782_400, 4_102_444_799, 1_764_072_000] {
+            let rfc = time::OffsetDateTime::from_unix_timestamp(t)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            assert_eq!(iso_time(t), rfc);
+        }
+        assert_eq!(human_time(i64::MAX), "", "out of range is blank, not a panic");
+    }
+
+    #[test]
+    fn a_note_shows_only_its_own_attributes() {
+        let note = NoteView {
+            id: 7,
+            title: "<b>t</b>".into(),
+            body: String::new(),
+            tags: notes::mask_of(["work"]),
+            created_at: None,
+            updated_at: 0,
+        }
+        .into_value();
+        let env = minijinja::Environment::new();
+        let out = env
+            .render_str(
+                "{{ n.id }}|{{ n.title }}|{{ n.tags|join(',') }}|{{ n.created }}|{{ n.updated_iso }}|{{ n.password is undefined }}|{{ n|list|length }}",
+                context! { n => note },
+            )
+            .unwrap();
+        assert_eq!(out, "7|<b>t</b>|work||1970-01-01T00:00:00Z|True|8");
+    }
 
     #[test]
     fn list_urls_keep_the_filter() {
