@@ -136,9 +136,16 @@ pub struct EventConfig {
     /// How many events may wait for the writer before new ones are dropped.
     pub capacity: usize,
     /// How often the writer drains the queue (100 ms). The writer is woken at once by
-    /// [`EventLog::close`], so this bounds only how stale the file is while running.
+    /// [`EventLog::close`], and early by a queue of 256 events, so this bounds only how stale the
+    /// file is while running.
     pub drain_every: Duration,
 }
+
+/// Queued events at which a request wakes the writer before its next tick. Under load the queue,
+/// and the memory its events hold, then stays about this long instead of a whole tick's worth
+/// (4,000 events, ≈ 4 MB of the server's peak memory, at 40,000 requests a second); an idle or
+/// quiet server is still woken only by the tick.
+const WAKE_AT: usize = 256;
 
 impl EventConfig {
     /// The defaults for `dir`: instance `main`, 64 MiB files, 16k queued events.
@@ -235,6 +242,8 @@ impl EventLog {
             .map_or(0, |d| d.as_millis() as i64);
         if shared.tx.try_send(event).is_err() {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
+        } else if shared.tx.max_capacity() - shared.tx.capacity() >= WAKE_AT {
+            shared.writer.unpark();
         }
     }
 
@@ -746,6 +755,34 @@ mod tests {
         log.close();
         writer.finish().await;
         assert_eq!(log.written(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_wakes_the_writer_before_its_tick() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        let cfg = EventConfig {
+            drain_every: Duration::from_secs(3600),
+            ..EventConfig::new(&dir)
+        };
+        let (log, writer) = EventLog::start(cfg, [0; 32]).unwrap();
+        for _ in 0..WAKE_AT - 1 {
+            log.record(Event::new("request"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(log.written(), 0, "a short queue waits for the tick");
+        log.record(Event::new("request"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while log.written() < WAKE_AT as u64 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            log.written(),
+            WAKE_AT as u64,
+            "the writer drained without its tick"
+        );
+        log.close();
+        writer.finish().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
