@@ -503,7 +503,11 @@ mod tests {
                 .unwrap();
             assert_eq!(iso_time(t), rfc);
         }
-        assert_eq!(human_time(i64::MAX), "", "out of range is blank, not a panic");
+        assert_eq!(
+            human_time(i64::MAX),
+            "",
+            "out of range is blank, not a panic"
+        );
     }
 
     #[test]
