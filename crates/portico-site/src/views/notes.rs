@@ -44,35 +44,28 @@ pub async fn home(page: Page, MaybeUser(user): MaybeUser) -> AppResult {
     Ok(page.render("home.html", context! {}).await?.into_response())
 }
 
-/// `2025-01-31 14:05 UTC` for people.
-fn human_time(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) if (0..=9999).contains(&t.year()) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        ),
-        _ => String::new(),
-    }
+/// `unix` in UTC, when its year has the four digits the formats below write.
+fn utc(unix: i64) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
-/// RFC 3339 in UTC (`2025-01-31T14:05:09Z`), for the `datetime` attribute.
+/// `2025-01-31 14:05 UTC` for people; blank when out of range.
+fn human_time(unix: i64) -> String {
+    utc(unix).map_or_else(String::new, |t| {
+        let (y, m, d) = (t.year(), u8::from(t.month()), t.day());
+        format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", t.hour(), t.minute())
+    })
+}
+
+/// RFC 3339 in UTC (`2025-01-31T14:05:09Z`), for the `datetime` attribute; blank when out of range.
 fn iso_time(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) if (0..=9999).contains(&t.year()) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        _ => String::new(),
-    }
+    utc(unix).map_or_else(String::new, |t| {
+        let (y, m, d) = (t.year(), u8::from(t.month()), t.day());
+        let (h, min, sec) = (t.hour(), t.minute(), t.second());
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}Z")
+    })
 }
 
 /// A note as the templates see it: `id`, `title`, `body`, `tags` (names), and `created`,
