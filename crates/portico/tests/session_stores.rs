@@ -92,32 +92,43 @@ mod sqlite {
         }
     }
 
+    /// Creates `n` sessions concurrently, live for an hour from `t`: session `i` gets the id and
+    /// the value of key `n` that `made(i)` answers. Panics if any create fails.
+    async fn create_at_once(
+        store: &Arc<portico::session::SqliteStore>,
+        n: usize,
+        t: i64,
+        made: impl Fn(usize) -> (String, String),
+    ) {
+        use portico::session::{Record, StorageKey};
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let (id, value) = made(i);
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let record = Record {
+                    data: [("n".to_string(), value)].into(),
+                    created_at: t,
+                    expires_at: t + 3600,
+                };
+                store.create(&StorageKey::of(&id), &record).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+
     /// Writes are committed before they are answered: a store opened afterwards on the same
     /// file (a restart) finds every session that was created, 500 of them written at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answered_writes_survive_a_restart() {
-        use portico::session::{Record, StorageKey};
+        use portico::session::StorageKey;
         let url = temp_db();
         let t = now();
         {
             let store = Arc::new(portico::session::SqliteStore::open(&url).await.unwrap());
-            let mut tasks = Vec::new();
-            for i in 0..500 {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    let record = Record {
-                        data: [("n".to_string(), i.to_string())].into(),
-                        created_at: t,
-                        expires_at: t + 3600,
-                    };
-                    store
-                        .create(&StorageKey::of(&format!("s{i}")), &record)
-                        .await
-                }));
-            }
-            for task in tasks {
-                task.await.unwrap().unwrap();
-            }
+            create_at_once(&store, 500, t, |i| (format!("s{i}"), i.to_string())).await;
         }
         let reopened = portico::session::SqliteStore::open(&url).await.unwrap();
         for i in 0..500 {
@@ -135,30 +146,16 @@ mod sqlite {
     /// them: the checkpointer thread does it, off the writer's path.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commits_reach_the_database_file_without_a_full_log() {
-        use portico::session::{Record, StorageKey};
         let url = temp_db();
         let file = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
         let store = Arc::new(portico::session::SqliteStore::open(&url).await.unwrap());
         let empty = std::fs::metadata(&file).unwrap().len();
         let t = now();
         let filler = "x".repeat(200);
-        let mut tasks = Vec::new();
-        for i in 0..400 {
-            let (store, filler) = (store.clone(), filler.clone());
-            tasks.push(tokio::spawn(async move {
-                let record = Record {
-                    data: [("n".to_string(), format!("\"{i}{filler}\""))].into(),
-                    created_at: t,
-                    expires_at: t + 3600,
-                };
-                store
-                    .create(&StorageKey::of(&format!("c{i}")), &record)
-                    .await
-            }));
-        }
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
+        create_at_once(&store, 400, t, |i| {
+            (format!("c{i}"), format!("\"{i}{filler}\""))
+        })
+        .await;
         // 400 sessions of ≈ 300 bytes: about 30 pages, far below the writer's 1,000.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut size = empty;
