@@ -36,6 +36,7 @@ mod store;
 pub mod conformance;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -212,7 +213,8 @@ fn new_id() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let mut id = String::with_capacity(store::ID_LEN);
-    id.push_str(&format!("{micros:016x}"));
+    // Writing into a String cannot fail.
+    let _ = write!(id, "{micros:016x}");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
     id
 }
@@ -231,7 +233,7 @@ fn well_formed(id: &str) -> bool {
             }
             random
         }
-        43 => id,
+        store::RANDOM_LEN => id,
         _ => return false,
     };
     random

@@ -43,8 +43,12 @@ impl Changes {
 /// Hex digits of creation time in front of a session id (see [`StorageKey::of`]).
 pub(crate) const ORDER_LEN: usize = 16;
 
-/// Characters of a session id: the time prefix, then 256 random bits in base64url.
-pub(crate) const ID_LEN: usize = ORDER_LEN + 43;
+/// Characters of 256 random bits in base64url without padding: an id's random part, and the
+/// whole of an id that earlier versions issued.
+pub(crate) const RANDOM_LEN: usize = 43;
+
+/// Characters of a session id: the time prefix, then the random part.
+pub(crate) const ID_LEN: usize = ORDER_LEN + RANDOM_LEN;
 
 /// The name under which a store keeps a session: the id's creation-time prefix, then SHA-256 of
 /// the whole id in hex.
