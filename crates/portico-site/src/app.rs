@@ -18,6 +18,7 @@ use portico::error::ErrorPage;
 use portico::events::{EventLayer, EventLog};
 use portico::params::BodyLimit;
 use portico::secret::SecretKey;
+use portico::security::SecurityHeaders;
 use portico::session::{SessionConfig, SessionLayer, SessionStore};
 use portico::template::{PageContext, Templates};
 use tower::ServiceBuilder;
@@ -181,6 +182,7 @@ pub fn router(parts: Parts) -> Router {
     // The layers wrap the whole router rather than each handler (`Router::layer` would), so that
     // the CSRF layer can show a refused form again through the page's GET handler.
     let service = ServiceBuilder::new()
+        .layer(SecurityHeaders::default().layer())
         .layer(
             EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
                 .session_cookie(&config.session_cookie_name),

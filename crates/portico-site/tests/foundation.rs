@@ -292,3 +292,30 @@ fn the_route_table_shows_csrf_status() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn pages_refuse_framing_and_sniffing_and_stay_out_of_caches() {
+    let app = TestApp::spawn(&[]);
+    let c = browser();
+    let login = c.get(app.url("/accounts/login/")).send().await.unwrap();
+    assert_eq!(login.status(), 200);
+    let h = login.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["content-security-policy"], "frame-ancestors 'none'");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert_eq!(h["cross-origin-opener-policy"], "same-origin");
+    // The form carries this visitor's CSRF token: no cache may keep it or give it to another.
+    assert_eq!(h["cache-control"], "private, no-store");
+    assert_eq!(h["vary"], "Cookie");
+
+    let missing = c.get(app.url("/no-such-page/")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["x-frame-options"], "DENY");
+
+    // The stylesheet reads no session: it stays cacheable, and still is never sniffed.
+    let css = c.get(app.url("/static/site.css")).send().await.unwrap();
+    assert_eq!(css.headers()["cache-control"], "public, max-age=86400");
+    assert!(css.headers().get("vary").is_none());
+    assert_eq!(css.headers()["x-content-type-options"], "nosniff");
+}

@@ -16,6 +16,7 @@
 //!        <- CSRF                    (a refused form is shown again, with its input kept)
 //!        <- session saved           (only the keys that changed; cookie set or refreshed)
 //!        <- error pages             (template::error_pages: every 4xx/5xx as a page a person reads)
+//!        <- security headers        (security::SecurityHeaders: no framing, no sniffing, ...)
 //!        <- event log               (one JSON line per request and per security event)
 //! ```
 //!
@@ -30,6 +31,7 @@ pub mod events;
 pub mod params;
 pub mod ratelimit;
 pub mod secret;
+pub mod security;
 pub mod session;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

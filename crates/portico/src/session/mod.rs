@@ -19,7 +19,9 @@
 //! - keys that begin with `__` belong to one id: `cycle_id` and `flush` drop them. The CSRF secret
 //!   lives under such a key, so it rotates with the id;
 //! - a store that fails or takes longer than the timeout (default 2 s) turns the request into a
-//!   503 page; requests that don't touch the session are unaffected.
+//!   503 page; requests that don't touch the session are unaffected;
+//! - a response of a request that touched the session is this visitor's own: it gets
+//!   `Cache-Control: private, no-store` (unless the view chose its caching) and `Vary: Cookie`.
 //!
 //! The session cookie is `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` when configured, with a
 //! `Domain` only when configured (`.example.test` shares one login across sub-domains).
@@ -489,7 +491,31 @@ impl Session {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
         }
+        keep_private(resp);
         Ok(())
+    }
+}
+
+/// Marks a response that read the session as this visitor's own: no cache may store it (a
+/// shared cache would hand one person's page, or CSRF token, to the next; a browser cache would
+/// show a logged-in page again after logout with the back button), and `Vary: Cookie` tells
+/// caches that the answer depends on the cookie. A view that set `Cache-Control` keeps its own.
+fn keep_private(resp: &mut Response) {
+    let h = resp.headers_mut();
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
+    let varies = h.get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("cookie") || p.trim() == "*")
+        })
+    });
+    if !varies {
+        h.append(header::VARY, HeaderValue::from_static("Cookie"));
     }
 }
 
@@ -665,6 +691,45 @@ mod tests {
         let resp = saved(&s).await;
         assert!(set_cookie(&resp).is_none());
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_response_that_read_the_session_is_kept_out_of_caches() {
+        let (layer, _store) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        assert_eq!(s.get::<String>("user").await.unwrap(), None);
+        let resp = saved(&s).await;
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "private, no-store");
+        assert_eq!(resp.headers()[header::VARY], "Cookie");
+
+        let untouched = saved(&session_for(&layer, None)).await;
+        assert!(untouched.headers().get(header::CACHE_CONTROL).is_none());
+        assert!(untouched.headers().get(header::VARY).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_view_that_chose_its_caching_keeps_it_and_gains_vary_cookie() {
+        let (layer, _store) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        s.insert("k", "v").await.unwrap();
+        let mut resp = Response::new(axum::body::Body::empty());
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, max-age=0"),
+        );
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        s.save(&mut resp).await.unwrap();
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store, max-age=0");
+        let vary: Vec<_> = resp.headers().get_all(header::VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Cookie"]);
+
+        let mut already = Response::new(axum::body::Body::empty());
+        already
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept, COOKIE"));
+        s.save(&mut already).await.unwrap();
+        assert_eq!(already.headers().get_all(header::VARY).iter().count(), 1);
     }
 
     #[tokio::test]
