@@ -21,6 +21,7 @@ TARGETS = {
     "portico-sqlite": "portico, SQLite sessions",
     "portico-noevents": "portico, SQLite sessions, event log off",
     "portico-redis": "portico, Redis sessions + PostgreSQL",
+    "replay": "bare axum sending portico's response (SQLite row) again, no work",
     "django-sqlite": "Django + SQLite sessions",
     "django-redis": "Django + Redis sessions",
 }
@@ -195,6 +196,36 @@ def main():
             lines += ["", f"Event log cost: S1 with the event log on ÷ S1 with it off (same round, mean over rounds) "
                           f"= **{on_off:.3f}** (target > 0.95)."]
         lines.append("")
+
+    # ---------------------------------------------------------------- the response alone
+    def cpu_us(scenario, target):
+        rs = [r for r in groups.get((scenario, target), []) if r["requests"] and "cpu" in r]
+        return statistics.mean(r["cpu"] * r["duration_s"] / r["requests"] * 1e6 for r in rs) if rs else None
+
+    replay_rows = []
+    hello_us = cpu_us("hello", "hello")
+    for scenario in ("S1", "S4", "S5"):
+        rp, pt = summary.get((scenario, "replay")), summary.get((scenario, "portico-sqlite"))
+        if not (rp and pt and rp["ratio"] and pt["ratio"]):
+            continue
+        us = [cpu_us(scenario, t) for t in ("replay", "portico-sqlite")]
+        replay_rows.append(
+            f"| {scenario} | {rp['ratio']:.3f} | {pt['ratio']:.3f} | **{ratio(scenario, 'portico-sqlite', scenario, 'replay'):.3f}** "
+            f"| {hello_us:.1f} / {us[0]:.1f} / {us[1]:.1f} |")
+    if replay_rows and hello_us:
+        lines += [
+            "## The response alone",
+            "",
+            "The *replay* rows: bench-hello sent the very response portico (SQLite row) gave in the checks",
+            "below (status, headers, body) for the same requests from the same wrk script, with none of the",
+            "work that made it. **replay ×hello** is therefore the most any server could reach for that page",
+            "on this machine in this protocol; **portico ÷ replay** is the share of it portico reaches. Server",
+            "CPU µs/req = the server's CPU cores × run time ÷ requests, mean over rounds; wrk uses the rest of",
+            "the two cores, and its share grows with the size of the response it reads.",
+            "",
+            "| scenario | replay ×hello | portico ×hello | portico ÷ replay | server CPU µs/req: hello / replay / portico |",
+            "|---|---|---|---|---|",
+        ] + replay_rows + [""]
 
     # ---------------------------------------------------------------- cost with data
     counts = {}

@@ -11,8 +11,10 @@ are exactly what a browser would hold:
   seed.py login BASE POOLFILE --user NAME --password PW [--notes N] [--sessions N]
       appends pool "user": sessions of NAME logged in through the login form (the server runs in
       captcha test mode while seeding), after NAME got N notes through /notes/new/.
-  seed.py check BASE POOLFILE
-      one request of every scenario, printed with its status; exit 1 when one is wrong.
+  seed.py check BASE POOLFILE [--save DIR]
+      one request of every scenario, printed with its status; exit 1 when one is wrong. With
+      --save, each response is also written to DIR/SCENARIO.http (status line, headers, empty
+      line, body) for bench-hello --replay.
   seed.py drive BASE POOLFILE SCENARIO N
       sends exactly N requests of a scenario one after another (to count store operations).
   seed.py opsdiff LABEL N STATUSES REDIS_BEFORE REDIS_AFTER PG_BEFORE PG_AFTER
@@ -24,6 +26,7 @@ Pool file lines: POOL <TAB> Cookie header value <TAB> CSRF token (or "-").
 """
 import argparse
 import http.client
+import os
 import re
 import sys
 import urllib.parse
@@ -202,7 +205,16 @@ def one(base, scenario, cookie, token):
     r = conn.getresponse()
     data = r.read()
     conn.close()
-    return r.status, r.getheader("Content-Type", ""), data
+    return r.status, r.getheader("Content-Type", ""), data, r.getheaders()
+
+
+def save(path, status, headers, body):
+    """A response in the form bench-hello --replay reads."""
+    with open(path, "wb") as f:
+        f.write(f"{status}\n".encode())
+        for k, v in headers:
+            f.write(f"{k.lower()}: {v}\n".encode("latin-1"))
+        f.write(b"\n" + body)
 
 
 def cmd_check(a):
@@ -212,7 +224,9 @@ def cmd_check(a):
         if not entries:
             print(f"{s}: {method} {path}: no '{p}' sessions seeded  SKIP")
             continue
-        st, ctype, data = one(a.base, s, *entries[0])
+        st, ctype, data, headers = one(a.base, s, *entries[0])
+        if a.save:
+            save(os.path.join(a.save, f"{s}.http"), st, headers, data)
         good = st in want
         if s == "S3":
             good &= data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -226,7 +240,7 @@ def cmd_drive(a):
     entries = pool(a.poolfile, p) if p else [(None, None)]
     counts = {}
     for i in range(a.n):
-        st, _, _ = one(a.base, a.scenario, *entries[i % len(entries)])
+        st, _, _, _ = one(a.base, a.scenario, *entries[i % len(entries)])
         counts[st] = counts.get(st, 0) + 1
     print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     sys.exit(0 if set(counts) <= want else 1)
@@ -309,6 +323,7 @@ def main():
     s = sub.add_parser("check")
     s.add_argument("base")
     s.add_argument("poolfile")
+    s.add_argument("--save", metavar="DIR")
     s = sub.add_parser("drive")
     s.add_argument("base")
     s.add_argument("poolfile")
