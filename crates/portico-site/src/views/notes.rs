@@ -51,21 +51,56 @@ fn utc(unix: i64) -> Option<time::OffsetDateTime> {
         .filter(|t| (0..=9999).contains(&t.year()))
 }
 
-/// `2025-01-31 14:05 UTC` for people; blank when out of range.
-fn human_time(unix: i64) -> String {
-    utc(unix).map_or_else(String::new, |t| {
-        let (y, m, d) = (t.year(), u8::from(t.month()), t.day());
-        format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", t.hour(), t.minute())
-    })
+/// A time as text in a fixed buffer. A list page shows 40 times; through `format!` each was a
+/// `String` and a pass through the formatting machinery (≈ 8 % of the page's server time). The
+/// 20 bytes also fit in a template string without a heap allocation.
+struct TimeText([u8; 20]);
+
+impl TimeText {
+    /// `pattern` with the digits of `unix` (UTC) written over its zeros: year, month, day, hour,
+    /// minute, and the second when `seconds`.
+    fn new(unix: i64, pattern: &[u8; 20], seconds: bool) -> Option<Self> {
+        let t = utc(unix)?;
+        let mut b = *pattern;
+        put_digits(&mut b[0..4], u32::try_from(t.year()).ok()?);
+        put_digits(&mut b[5..7], u8::from(t.month()).into());
+        put_digits(&mut b[8..10], t.day().into());
+        put_digits(&mut b[11..13], t.hour().into());
+        put_digits(&mut b[14..16], t.minute().into());
+        if seconds {
+            put_digits(&mut b[17..19], t.second().into());
+        }
+        Some(Self(b))
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are written over an ASCII pattern, so this is never the blank.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
-/// RFC 3339 in UTC (`2025-01-31T14:05:09Z`), for the `datetime` attribute; blank when out of range.
-fn iso_time(unix: i64) -> String {
-    utc(unix).map_or_else(String::new, |t| {
-        let (y, m, d) = (t.year(), u8::from(t.month()), t.day());
-        let (h, min, sec) = (t.hour(), t.minute(), t.second());
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}Z")
-    })
+/// Writes `n` in decimal into all of `out`, zero-padded (the caller's ranges fit).
+fn put_digits(out: &mut [u8], mut n: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `2025-01-31 14:05 UTC` for people; `None` when out of range.
+fn human_time(unix: i64) -> Option<TimeText> {
+    TimeText::new(unix, b"0000-00-00 00:00 UTC", false)
+}
+
+/// RFC 3339 in UTC (`2025-01-31T14:05:09Z`), for the `datetime` attribute; `None` when out of
+/// range.
+fn iso_time(unix: i64) -> Option<TimeText> {
+    TimeText::new(unix, b"0000-00-00T00:00:00Z", true)
+}
+
+/// A time for a template: its text, or blank.
+fn time_value(t: Option<TimeText>) -> Value {
+    Value::from(t.as_ref().map_or("", TimeText::as_str))
 }
 
 /// A note as the templates see it: `id`, `title`, `body`, `tags` (names), and `created`,
@@ -104,10 +139,10 @@ impl Object for NoteView {
             "title" => Value::from(self.title.as_str()),
             "body" => Value::from(self.body.as_str()),
             "tags" => Value::from(notes::names_of(self.tags)),
-            "created" => Value::from(self.created_at.map(human_time).unwrap_or_default()),
-            "created_iso" => Value::from(self.created_at.map(iso_time).unwrap_or_default()),
-            "updated" => Value::from(human_time(self.updated_at)),
-            "updated_iso" => Value::from(iso_time(self.updated_at)),
+            "created" => time_value(self.created_at.and_then(human_time)),
+            "created_iso" => time_value(self.created_at.and_then(iso_time)),
+            "updated" => time_value(human_time(self.updated_at)),
+            "updated_iso" => time_value(iso_time(self.updated_at)),
             _ => return None,
         })
     }
@@ -485,22 +520,34 @@ mod tests {
 
     #[test]
     fn times_are_utc_minutes_for_people_and_rfc_3339_for_machines() {
-        assert_eq!(human_time(1_738_332_309), "2025-01-31 14:05 UTC");
-        assert_eq!(iso_time(1_738_332_309), "2025-01-31T14:05:09Z");
-        assert_eq!(human_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
-        for t in [1, 951_782_400, 4_102_444_799, 1_764_072_000] {
-            let rfc = time::OffsetDateTime::from_unix_timestamp(t)
-                .unwrap()
+        let text = |t: Option<TimeText>| time_value(t).as_str().unwrap().to_string();
+        assert_eq!(text(human_time(1_738_332_309)), "2025-01-31 14:05 UTC");
+        assert_eq!(text(iso_time(1_738_332_309)), "2025-01-31T14:05:09Z");
+        assert_eq!(text(human_time(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(text(iso_time(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(text(iso_time(-62_167_219_200)), "0000-01-01T00:00:00Z");
+        assert_eq!(text(iso_time(253_402_300_799)), "9999-12-31T23:59:59Z");
+        for t in [1, 951_782_400, 4_102_444_799, 1_764_072_000, 1_709_164_799] {
+            let at = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+            let rfc = at
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap();
-            assert_eq!(iso_time(t), rfc);
+            assert_eq!(text(iso_time(t)), rfc);
+            let minutes = at
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute] UTC"
+                ))
+                .unwrap();
+            assert_eq!(text(human_time(t)), minutes);
         }
-        assert_eq!(
-            human_time(i64::MAX),
-            "",
-            "out of range is blank, not a panic"
-        );
+        for out_of_range in [i64::MAX, i64::MIN, -62_167_219_201, 253_402_300_800] {
+            assert_eq!(
+                text(human_time(out_of_range)),
+                "",
+                "out of range is blank, not a panic"
+            );
+            assert_eq!(text(iso_time(out_of_range)), "");
+        }
     }
 
     #[test]
