@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -20,7 +19,8 @@ use portico::params::BodyLimit;
 use portico::secret::SecretKey;
 use portico::security::SecurityHeaders;
 use portico::session::{SessionConfig, SessionLayer, SessionStore};
-use portico::template::{PageContext, Templates};
+use portico::template::{ErrorPagesLayer, PageContext, Templates};
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower::ServiceBuilder;
 
 use crate::config::ServeConfig;
@@ -159,6 +159,7 @@ pub fn router(parts: Parts) -> Router {
     );
     let instance =
         HeaderValue::from_str(&config.instance).unwrap_or(HeaderValue::from_static("main"));
+    let instance_name: Arc<str> = instance.to_str().unwrap_or("main").into();
 
     let routes = Router::new()
         .route("/", get(views::notes::home))
@@ -187,17 +188,18 @@ pub fn router(parts: Parts) -> Router {
             EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
                 .session_cookie(&config.session_cookie_name),
         )
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            let instance = instance.clone();
-            async move { site_context(instance, req, next).await }
+        .layer(MapRequestLayer::new(move |req| {
+            site_context(&instance_name, req)
+        }))
+        .layer(MapResponseLayer::new(move |mut resp: Response| {
+            resp.headers_mut()
+                .insert("x-portico-instance", instance.clone());
+            resp
         }))
         .layer(Extension(templates.clone()))
         .layer(Extension(csrf_config))
         .layer(Extension(BodyLimit(config.body_limit)))
-        .layer(middleware::from_fn_with_state(
-            templates,
-            portico::template::error_pages,
-        ))
+        .layer(ErrorPagesLayer::new(templates))
         .layer(cookies)
         .layer(sessions)
         .layer(csrf)
@@ -205,14 +207,13 @@ pub fn router(parts: Parts) -> Router {
     Router::new().fallback_service(service)
 }
 
-/// Gives every request its template context and names the instance on every response.
-async fn site_context(instance: HeaderValue, mut req: Request, next: Next) -> Response {
+/// Gives every request its template context, which names the instance (the `x-portico-instance`
+/// header names it on every response).
+fn site_context(instance: &str, mut req: Request) -> Request {
     let ctx = PageContext::default();
-    ctx.set("instance", instance.to_str().unwrap_or("main"));
+    ctx.set("instance", instance);
     req.extensions_mut().insert(ctx);
-    let mut resp = next.run(req).await;
-    resp.headers_mut().insert("x-portico-instance", instance);
-    resp
+    req
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -15,7 +15,7 @@
 //!        -> router -> view (Params, Session, Cookies, database) -> template (template::Templates)
 //!        <- CSRF                    (a refused form is shown again, with its input kept)
 //!        <- session saved           (only the keys that changed; cookie set or refreshed)
-//!        <- error pages             (template::error_pages: every 4xx/5xx as a page a person reads)
+//!        <- error pages             (template::ErrorPagesLayer: every 4xx/5xx as a page a person reads)
 //!        <- security headers        (security::SecurityHeaders: no framing, no sniffing, ...)
 //!        <- event log               (one JSON line per request and per security event)
 //! ```

@@ -12,8 +12,9 @@
 //! A token is minted only when the template asks for one, and a visitor's session is created only
 //! then: a page without a form costs no session write.
 //!
-//! [`error_pages`] turns every 4xx/5xx response that is not already a page into the `error.html`
-//! template (or JSON when the client asked for JSON), with the message the refusing code gave.
+//! [`ErrorPagesLayer`] (or the [`error_pages`] middleware function) turns every 4xx/5xx response
+//! that is not already a page into the `error.html` template (or JSON when the client asked for
+//! JSON), with the message the refusing code gave.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -334,23 +335,108 @@ fn wants_json(headers: &http::HeaderMap) -> bool {
 
 /// Middleware: every error response that is not already HTML becomes the `error.html` page (or a
 /// JSON error for JSON clients), saying what went wrong. Use with
-/// `axum::middleware::from_fn_with_state(templates, error_pages)`.
+/// `axum::middleware::from_fn_with_state(templates, error_pages)`, or as [`ErrorPagesLayer`].
 pub async fn error_pages(
     axum::extract::State(templates): axum::extract::State<Templates>,
     req: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    let json = wants_json(req.headers());
-    let extra = req
-        .extensions()
-        .get::<PageContext>()
-        .cloned()
-        .unwrap_or_default();
+    let asked = ErrorRequest::of(&req);
     let resp = next.run(req).await;
-    let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
+    asked.page_for(&templates, resp).await
+}
+
+/// [`error_pages`] as a tower layer: the same pages, without the boxed inner service and second
+/// boxed future `from_fn` costs every request, most of which are not errors.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use portico::template::{ErrorPagesLayer, Templates};
+/// let templates = Templates::new(minijinja::Environment::new());
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hi" }))
+///     .layer(ErrorPagesLayer::new(templates));
+/// ```
+#[derive(Clone)]
+pub struct ErrorPagesLayer {
+    templates: Templates,
+}
+
+impl ErrorPagesLayer {
+    /// Error pages rendered with `templates` (`error.html`).
+    pub fn new(templates: Templates) -> Self {
+        Self { templates }
     }
+}
+
+impl<S> tower::Layer<S> for ErrorPagesLayer {
+    type Service = ErrorPagesService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorPagesService {
+            inner,
+            templates: self.templates.clone(),
+        }
+    }
+}
+
+/// The service of [`ErrorPagesLayer`].
+#[derive(Clone)]
+pub struct ErrorPagesService<S> {
+    inner: S,
+    templates: Templates,
+}
+
+impl<S> tower::Service<Request<axum::body::Body>> for ErrorPagesService<S>
+where
+    S: tower::Service<Request<axum::body::Body>, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<axum::body::Body>) -> Self::Future {
+        let asked = ErrorRequest::of(&req);
+        let fut = self.inner.call(req);
+        let templates = self.templates.clone();
+        Box::pin(async move { Ok(asked.page_for(&templates, fut.await?).await) })
+    }
+}
+
+/// What an error page needs from the request it answers.
+struct ErrorRequest {
+    json: bool,
+    extra: Option<PageContext>,
+}
+
+impl ErrorRequest {
+    fn of<B>(req: &Request<B>) -> Self {
+        Self {
+            json: wants_json(req.headers()),
+            extra: req.extensions().get::<PageContext>().cloned(),
+        }
+    }
+
+    /// `resp` itself, or the error page that replaces it.
+    async fn page_for(self, templates: &Templates, resp: Response) -> Response {
+        let status = resp.status();
+        if !(status.is_client_error() || status.is_server_error()) {
+            return resp;
+        }
+        error_page(templates, self, resp).await
+    }
+}
+
+async fn error_page(templates: &Templates, asked: ErrorRequest, resp: Response) -> Response {
+    let status = resp.status();
     let ct = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -380,7 +466,7 @@ pub async fn error_pages(
         }
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    if json {
+    if asked.json {
         parts.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -388,7 +474,7 @@ pub async fn error_pages(
         let body = serde_json::json!({ "status": status.as_u16(), "error": ErrorPage::title(status), "message": message });
         return Response::from_parts(parts, axum::body::Body::from(body.to_string()));
     }
-    let mut ctx: BTreeMap<String, Value> = extra.snapshot();
+    let mut ctx: BTreeMap<String, Value> = asked.extra.map(|e| e.snapshot()).unwrap_or_default();
     ctx.insert("status".into(), Value::from(status.as_u16()));
     ctx.insert("title".into(), Value::from(ErrorPage::title(status)));
     ctx.insert("message".into(), Value::from(message.clone()));
@@ -433,6 +519,84 @@ mod tests {
                 .unwrap(),
             "<script>"
         );
+    }
+
+    /// A router whose routes answer a plain-text 400, an HTML 404 and a 200, behind `layer`.
+    fn errors_app(wrap: impl FnOnce(axum::Router) -> axum::Router) -> axum::Router {
+        use axum::routing::get;
+        let routes = axum::Router::new()
+            .route(
+                "/bad",
+                get(|| async { (StatusCode::BAD_REQUEST, "Missing field") }),
+            )
+            .route(
+                "/page",
+                get(|| async { (StatusCode::NOT_FOUND, Html("<p>own page</p>")) }),
+            )
+            .route("/ok", get(|| async { "fine" }));
+        wrap(routes)
+    }
+
+    fn error_templates() -> Templates {
+        let mut env = Environment::new();
+        env.add_template(
+            "error.html",
+            "<h1>{{ status }} {{ title }}</h1><p>{{ message }}</p>",
+        )
+        .unwrap();
+        Templates::new(env)
+    }
+
+    async fn answer(app: &axum::Router, path: &str, accept: &str) -> (StatusCode, String, String) {
+        use tower::ServiceExt;
+        let req = Request::get(path)
+            .header(header::ACCEPT, accept)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ct = resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, ct, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_layer_and_the_middleware_fn_make_the_same_error_pages() {
+        let templates = error_templates();
+        let t = templates.clone();
+        let apps = [
+            errors_app(|r| r.layer(ErrorPagesLayer::new(templates))),
+            errors_app(|r| r.layer(axum::middleware::from_fn_with_state(t, error_pages))),
+        ];
+        for app in &apps {
+            let (status, ct, body) = answer(app, "/bad", "text/html").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(ct, "text/html; charset=utf-8");
+            assert_eq!(body, "<h1>400 Bad request</h1><p>Missing field.</p>");
+
+            let (status, ct, body) = answer(app, "/bad", "application/json").await;
+            assert_eq!(
+                (status, ct.as_str()),
+                (StatusCode::BAD_REQUEST, "application/json")
+            );
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["status"], 400);
+            assert_eq!(v["message"], "Missing field.");
+
+            let (status, _, body) = answer(app, "/page", "text/html").await;
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::NOT_FOUND, "<p>own page</p>")
+            );
+            let (status, _, body) = answer(app, "/ok", "text/html").await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "fine"));
+        }
     }
 
     #[test]
