@@ -521,7 +521,7 @@ mod tests {
         );
     }
 
-    /// A router whose routes answer a plain-text 400, an HTML 404 and a 200, behind `layer`.
+    /// A router whose routes answer a plain-text 400, an HTML 404 and a 200, wrapped by `wrap`.
     fn errors_app(wrap: impl FnOnce(axum::Router) -> axum::Router) -> axum::Router {
         use axum::routing::get;
         let routes = axum::Router::new()
