@@ -112,13 +112,23 @@ pub struct ServeConfig {
     #[arg(long, env = "PORTICO_CAPTCHA_PER_IP", default_value_t = 120)]
     pub captcha_per_ip: u32,
 
-    /// Failed logins allowed per account per 15 minutes before 429.
+    /// Failed logins allowed per account from one client address per 15 minutes before 429.
+    /// Failures from other addresses never count here, so nobody can lock an owner out.
     #[arg(long, env = "PORTICO_LOGIN_FAILS_PER_ACCOUNT", default_value_t = 10)]
     pub login_fails_per_account: u32,
+
+    /// Failed logins per account from all addresses per 15 minutes after which every further
+    /// attempt for that account waits before its password is checked (never refused).
+    #[arg(long, env = "PORTICO_LOGIN_SLOW_AFTER", default_value_t = 10)]
+    pub login_slow_after: u32,
 
     /// Failed logins allowed per client address per 15 minutes before 429.
     #[arg(long, env = "PORTICO_LOGIN_FAILS_PER_IP", default_value_t = 30)]
     pub login_fails_per_ip: u32,
+
+    /// Registrations allowed per client address per 15 minutes before 429.
+    #[arg(long, env = "PORTICO_REGISTER_PER_IP", default_value_t = 10)]
+    pub register_per_ip: u32,
 
     /// Write the security event log (`<data dir>/events/`).
     #[arg(long, env = "PORTICO_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]

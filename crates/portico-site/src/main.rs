@@ -338,8 +338,13 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         csrf: Arc::new(csrf),
         captcha: Arc::new(captcha),
         limits: Arc::new(limits::Limits::new(
-            config.login_fails_per_account,
-            config.login_fails_per_ip,
+            store.clone(),
+            limits::Allowances {
+                per_account_ip: config.login_fails_per_account,
+                per_ip: config.login_fails_per_ip,
+                slow_after: config.login_slow_after,
+                register_per_ip: config.register_per_ip,
+            },
             clock.clone(),
         )),
         events: events.clone(),
