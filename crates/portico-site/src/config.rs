@@ -64,9 +64,10 @@ pub struct ServeConfig {
     #[arg(long, env = "PORTICO_INSTANCE", default_value = "main")]
     pub instance: String,
 
-    /// Name of the session cookie.
-    #[arg(long, env = "PORTICO_SESSION_COOKIE_NAME", default_value = "sessionid")]
-    pub session_cookie_name: String,
+    /// Name of the session cookie (default: `__Host-sessionid` over HTTPS without a cookie
+    /// domain, so no sub-domain can set or shadow it; `sessionid` otherwise).
+    #[arg(long, env = "PORTICO_SESSION_COOKIE_NAME")]
+    pub session_cookie_name: Option<String>,
 
     /// `Domain` of the session and site cookies, e.g. `.example.test` to share one login across sub-domains.
     #[arg(long, env = "PORTICO_COOKIE_DOMAIN")]
@@ -83,6 +84,14 @@ pub struct ServeConfig {
     /// Seconds a session lives at most (default 30 days).
     #[arg(long, env = "PORTICO_SESSION_ABSOLUTE_SECS", default_value_t = 30 * 24 * 3600)]
     pub session_absolute_secs: i64,
+
+    /// Keys one session may hold, the site's own included; past it a write answers 413.
+    #[arg(long, env = "PORTICO_SESSION_MAX_KEYS", default_value_t = 64)]
+    pub session_max_keys: usize,
+
+    /// Bytes one session may hold (keys and JSON values); past it a write answers 413.
+    #[arg(long, env = "PORTICO_SESSION_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub session_max_bytes: usize,
 
     /// Milliseconds the session store may take before the request gets a 503.
     #[arg(long, env = "PORTICO_SESSION_STORE_TIMEOUT_MS", default_value_t = 2000)]
@@ -152,6 +161,18 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The session cookie's name: the configured one, or the default for the HTTPS and cookie
+    /// domain settings.
+    pub fn session_cookie(&self) -> String {
+        self.session_cookie_name.clone().unwrap_or_else(|| {
+            portico::session::SessionConfig::default_cookie_name(
+                self.https,
+                self.cookie_domain.is_some(),
+            )
+            .to_string()
+        })
+    }
+
     /// The folder of the event log.
     pub fn events_dir(&self) -> PathBuf {
         self.events_dir

@@ -296,6 +296,7 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         );
         tracing::warn!("################################################################");
     }
+    check_session_cookie(&config)?;
     config.data.ensure_data_dir()?;
     let secret = match &config.secret_key {
         Some(hex) => SecretKey::from_hex(hex)?,
@@ -377,6 +378,26 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Refuses session cookie settings that browsers would not keep, naming the settings to change.
+fn check_session_cookie(config: &ServeConfig) -> Result<(), BoxError> {
+    use portico::session::ConfigError;
+    let name = config.session_cookie();
+    let why = match app::session_config(config).validate() {
+        Ok(()) => return Ok(()),
+        Err(ConfigError::HostPrefixNeedsSecure(_)) => format!(
+            "the session cookie name {name:?} starts with __Host-, which browsers accept only on a Secure cookie: set PORTICO_HTTPS=true, or choose another PORTICO_SESSION_COOKIE_NAME"
+        ),
+        Err(ConfigError::HostPrefixWithDomain(_)) => format!(
+            "the session cookie name {name:?} starts with __Host-, which browsers refuse on a cookie with a Domain: unset PORTICO_COOKIE_DOMAIN, or choose a PORTICO_SESSION_COOKIE_NAME without __Host-"
+        ),
+        Err(ConfigError::SecurePrefixNeedsSecure(_)) => format!(
+            "the session cookie name {name:?} starts with __Secure-, which browsers accept only on a Secure cookie: set PORTICO_HTTPS=true, or choose another PORTICO_SESSION_COOKIE_NAME"
+        ),
+        Err(e) => format!("PORTICO_SESSION_COOKIE_NAME: {e}"),
+    };
+    Err(why.into())
 }
 
 async fn shutdown_signal() {
