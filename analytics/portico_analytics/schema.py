@@ -65,6 +65,8 @@ KIND_CAPTCHA_FAIL = "captcha_fail"
 KIND_CSRF_REJECT = "csrf_reject"
 KIND_RATE_LIMITED = "rate_limited"
 KIND_SESSION_STORE_ERROR = "session_store_error"
+KIND_LOGIN_SLOWED = "login_slowed"
+KIND_DUPLICATE_SESSION_COOKIE = "duplicate_session_cookie"
 
 KINDS = (
     KIND_REQUEST,
@@ -78,6 +80,8 @@ KINDS = (
     KIND_CSRF_REJECT,
     KIND_RATE_LIMITED,
     KIND_SESSION_STORE_ERROR,
+    KIND_LOGIN_SLOWED,
+    KIND_DUPLICATE_SESSION_COOKIE,
 )
 
 LOGIN_FAIL_REASONS = ("bad_credentials", "captcha", "invalid_form")
@@ -92,7 +96,13 @@ CSRF_REASONS = (
     "bad_origin",
     "bad_referer",
 )
-RATE_LIMIT_SCOPES = ("login_ip", "login_account", "captcha_session", "captcha_ip")
+RATE_LIMIT_SCOPES = (
+    "login_ip",
+    "login_account_ip",
+    "register_ip",
+    "captcha_session",
+    "captcha_ip",
+)
 
 # Causes of bad lines, in the order they are checked: a line gets the first
 # cause that applies.

@@ -104,7 +104,7 @@ pub struct AppState {
     pub csrf: Arc<CsrfConfig>,
     /// Captcha settings and limiter.
     pub captcha: Arc<views::captcha::CaptchaSettings>,
-    /// Rate limits (login failures).
+    /// Rate limits (logins and registrations), counted in the session store.
     pub limits: Arc<Limits>,
     /// The event log.
     pub events: EventLog,
@@ -125,12 +125,14 @@ pub struct Parts {
 /// The session settings from the site's settings.
 pub fn session_config(config: &ServeConfig) -> SessionConfig {
     SessionConfig {
-        cookie_name: config.session_cookie_name.clone(),
+        cookie_name: config.session_cookie(),
         cookie_domain: config.cookie_domain.clone(),
         cookie_secure: config.https,
         idle_timeout: config.session_idle_secs,
         absolute_timeout: config.session_absolute_secs,
         store_timeout: Duration::from_millis(config.session_store_timeout_ms),
+        max_keys: config.session_max_keys,
+        max_bytes: config.session_max_bytes,
     }
 }
 
@@ -186,7 +188,7 @@ pub fn router(parts: Parts) -> Router {
         .layer(SecurityHeaders::default().layer())
         .layer(
             EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
-                .session_cookie(&config.session_cookie_name),
+                .session_cookie(&config.session_cookie()),
         )
         .layer(MapRequestLayer::new(move |req| {
             site_context(&instance_name, req)

@@ -1,8 +1,9 @@
 //! Who is logged in: the user's id and name in the session, read on demand.
 //!
 //! Login cycles the session id (so the CSRF secret and any captcha rotate with it) and stores the
-//! user; logout flushes the session, deleting it from the store for every server. The session
-//! never holds a password or a hash of one.
+//! user; when the session already belongs to another user, login flushes it instead, so nothing
+//! the first user left in it reaches the second. Logout flushes the session, deleting it from the
+//! store for every server. The session never holds a password or a hash of one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -110,9 +111,22 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Logs `user` in: new session id (against fixation), then the user in the session.
+/// Logs `user` in: a new session id (against fixation), then the user in the session. A session
+/// that is anonymous or already this user's keeps its data; one that belongs to someone else is
+/// flushed first (new id, nothing kept), as on a shared computer where the next person logs in
+/// without logging the first one out.
 pub async fn login(session: &Session, user: &User) -> Result<(), SessionError> {
-    session.cycle_id().await?;
+    let keeps_data = match session.get::<User>(USER_KEY).await {
+        Ok(current) => current.is_none_or(|u| u.id == user.id),
+        // Unreadable: not known to be this user's.
+        Err(SessionError::Value(_)) => false,
+        Err(e) => return Err(e),
+    };
+    if keeps_data {
+        session.cycle_id().await?;
+    } else {
+        session.flush().await?;
+    }
     session.insert(USER_KEY, user).await
 }
 

@@ -64,9 +64,10 @@ pub struct ServeConfig {
     #[arg(long, env = "PORTICO_INSTANCE", default_value = "main")]
     pub instance: String,
 
-    /// Name of the session cookie.
-    #[arg(long, env = "PORTICO_SESSION_COOKIE_NAME", default_value = "sessionid")]
-    pub session_cookie_name: String,
+    /// Name of the session cookie (default: `__Host-sessionid` over HTTPS without a cookie
+    /// domain, so no sub-domain can set or shadow it; `sessionid` otherwise).
+    #[arg(long, env = "PORTICO_SESSION_COOKIE_NAME")]
+    pub session_cookie_name: Option<String>,
 
     /// `Domain` of the session and site cookies, e.g. `.example.test` to share one login across sub-domains.
     #[arg(long, env = "PORTICO_COOKIE_DOMAIN")]
@@ -83,6 +84,14 @@ pub struct ServeConfig {
     /// Seconds a session lives at most (default 30 days).
     #[arg(long, env = "PORTICO_SESSION_ABSOLUTE_SECS", default_value_t = 30 * 24 * 3600)]
     pub session_absolute_secs: i64,
+
+    /// Keys one session may hold, the site's own included; past it a write answers 413.
+    #[arg(long, env = "PORTICO_SESSION_MAX_KEYS", default_value_t = 64)]
+    pub session_max_keys: usize,
+
+    /// Bytes one session may hold (keys and JSON values); past it a write answers 413.
+    #[arg(long, env = "PORTICO_SESSION_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub session_max_bytes: usize,
 
     /// Milliseconds the session store may take before the request gets a 503.
     #[arg(long, env = "PORTICO_SESSION_STORE_TIMEOUT_MS", default_value_t = 2000)]
@@ -112,13 +121,23 @@ pub struct ServeConfig {
     #[arg(long, env = "PORTICO_CAPTCHA_PER_IP", default_value_t = 120)]
     pub captcha_per_ip: u32,
 
-    /// Failed logins allowed per account per 15 minutes before 429.
+    /// Failed logins allowed per account from one client address per 15 minutes before 429.
+    /// Failures from other addresses never count here, so nobody can lock an owner out.
     #[arg(long, env = "PORTICO_LOGIN_FAILS_PER_ACCOUNT", default_value_t = 10)]
     pub login_fails_per_account: u32,
+
+    /// Failed logins per account from all addresses per 15 minutes after which every further
+    /// attempt for that account waits before its password is checked (never refused).
+    #[arg(long, env = "PORTICO_LOGIN_SLOW_AFTER", default_value_t = 10)]
+    pub login_slow_after: u32,
 
     /// Failed logins allowed per client address per 15 minutes before 429.
     #[arg(long, env = "PORTICO_LOGIN_FAILS_PER_IP", default_value_t = 30)]
     pub login_fails_per_ip: u32,
+
+    /// Registrations allowed per client address per 15 minutes before 429.
+    #[arg(long, env = "PORTICO_REGISTER_PER_IP", default_value_t = 10)]
+    pub register_per_ip: u32,
 
     /// Write the security event log (`<data dir>/events/`).
     #[arg(long, env = "PORTICO_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -142,6 +161,18 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The session cookie's name: the configured one, or the default for the HTTPS and cookie
+    /// domain settings.
+    pub fn session_cookie(&self) -> String {
+        self.session_cookie_name.clone().unwrap_or_else(|| {
+            portico::session::SessionConfig::default_cookie_name(
+                self.https,
+                self.cookie_domain.is_some(),
+            )
+            .to_string()
+        })
+    }
+
     /// The folder of the event log.
     pub fn events_dir(&self) -> PathBuf {
         self.events_dir

@@ -296,6 +296,7 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         );
         tracing::warn!("################################################################");
     }
+    check_session_cookie(&config)?;
     config.data.ensure_data_dir()?;
     let secret = match &config.secret_key {
         Some(hex) => SecretKey::from_hex(hex)?,
@@ -338,8 +339,13 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         csrf: Arc::new(csrf),
         captcha: Arc::new(captcha),
         limits: Arc::new(limits::Limits::new(
-            config.login_fails_per_account,
-            config.login_fails_per_ip,
+            store.clone(),
+            limits::Allowances {
+                per_account_ip: config.login_fails_per_account,
+                per_ip: config.login_fails_per_ip,
+                slow_after: config.login_slow_after,
+                register_per_ip: config.register_per_ip,
+            },
             clock.clone(),
         )),
         events: events.clone(),
@@ -372,6 +378,26 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Refuses session cookie settings that browsers would not keep, naming the settings to change.
+fn check_session_cookie(config: &ServeConfig) -> Result<(), BoxError> {
+    use portico::session::ConfigError;
+    let name = config.session_cookie();
+    let why = match app::session_config(config).validate() {
+        Ok(()) => return Ok(()),
+        Err(ConfigError::HostPrefixNeedsSecure(_)) => format!(
+            "the session cookie name {name:?} starts with __Host-, which browsers accept only on a Secure cookie: set PORTICO_HTTPS=true, or choose another PORTICO_SESSION_COOKIE_NAME"
+        ),
+        Err(ConfigError::HostPrefixWithDomain(_)) => format!(
+            "the session cookie name {name:?} starts with __Host-, which browsers refuse on a cookie with a Domain: unset PORTICO_COOKIE_DOMAIN, or choose a PORTICO_SESSION_COOKIE_NAME without __Host-"
+        ),
+        Err(ConfigError::SecurePrefixNeedsSecure(_)) => format!(
+            "the session cookie name {name:?} starts with __Secure-, which browsers accept only on a Secure cookie: set PORTICO_HTTPS=true, or choose another PORTICO_SESSION_COOKIE_NAME"
+        ),
+        Err(e) => format!("PORTICO_SESSION_COOKIE_NAME: {e}"),
+    };
+    Err(why.into())
 }
 
 async fn shutdown_signal() {

@@ -513,7 +513,7 @@ async fn repeated_failures_for_one_account_answer_429() {
     assert_eq!(count(&ev, "login_fail", Some("bad_credentials")), 3);
     assert!(ev
         .iter()
-        .any(|e| e["kind"] == "rate_limited" && e["scope"] == "login_account"));
+        .any(|e| e["kind"] == "rate_limited" && e["scope"] == "login_account_ip"));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 //!
 //! [`EventLayer`] gives each request an id and a client address, logs a `request` event for every
 //! response, and turns the markers other layers leave on responses (a CSRF refusal, a session store
-//! failure) into their events. Views add their own through the [`Events`] extractor.
+//! failure, a request that carried the session cookie twice) into their events. Views add their own through the [`Events`] extractor.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use std::io::Write;
 use tokio::sync::mpsc;
 
 use crate::csrf::Refused;
-use crate::session::{Session, StoreFailure};
+use crate::session::{session_cookie_in, CookieId, DuplicateCookie, Session, StoreFailure};
 
 /// The schema version written in every line.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -46,8 +46,9 @@ pub struct Event {
     pub time: String,
     /// Unix time in milliseconds.
     pub ts_ms: i64,
-    /// The kind: `request`, `login_ok`, `login_fail`, `register`, `logout`, `captcha_issued`,
-    /// `captcha_ok`, `captcha_fail`, `csrf_reject`, `rate_limited`, `session_store_error`.
+    /// The kind: `request`, `login_ok`, `login_fail`, `login_slowed`, `register`, `logout`,
+    /// `captcha_issued`, `captcha_ok`, `captcha_fail`, `csrf_reject`, `rate_limited`,
+    /// `session_store_error`, `duplicate_session_cookie`.
     pub kind: &'static str,
     /// The server that wrote it.
     pub instance: String,
@@ -634,6 +635,12 @@ where
                     ..base.clone()
                 });
             }
+            if resp.extensions().get::<DuplicateCookie>().is_some() {
+                log.record(Event {
+                    kind: "duplicate_session_cookie",
+                    ..base.clone()
+                });
+            }
             if let Some(f) = resp.extensions().get::<StoreFailure>() {
                 log.record(Event {
                     kind: "session_store_error",
@@ -651,16 +658,13 @@ where
     }
 }
 
-/// The session id the request's session cookie carries.
+/// The session id the request's session cookie carries; none when it carries the cookie twice
+/// (the session layer gives such a request a fresh session).
 fn session_id_in(headers: &http::HeaderMap, cookie_name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(n, _)| *n == cookie_name)
-        .map(|(_, v)| v.to_string())
+    match session_cookie_in(headers, cookie_name) {
+        CookieId::One(id) => Some(id),
+        CookieId::Absent | CookieId::Duplicate => None,
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,28 @@
-//! Fixed-window rate limits kept in the process's memory.
+//! Fixed-window rate limits: in the process's memory ([`RateLimit`]), or in the session store,
+//! shared by every server ([`SharedLimit`]).
 //!
-//! Used for captcha images per session and per address, and for failed logins per account and per
-//! address. Each server counts on its own: behind a load balancer of N servers a client gets up to
-//! N times the limit, which still stops guessing at scale while needing no shared store on the
-//! request path. Windows are aligned to the clock, so a counter is one integer per key and window.
+//! Counting and deciding are one step in both. A limit that first asks "is this key past its
+//! limit?" and counts the attempt only once it has failed lets every request that arrives before
+//! the first failure is counted through: 20 parallel guesses against a limit of 3 would all be
+//! checked. Here an attempt takes its place in the count before the work it guards starts, so `n`
+//! parallel attempts count `n`, and the ones past the limit are refused.
+//!
+//! [`SharedLimit`] guards what must hold across servers (failed logins, registrations): its counts
+//! live in the session store ([`SessionStore::incr_counter`]), so servers behind a load balancer
+//! share one count. [`RateLimit`] guards cheap things where a per-server count is enough (new
+//! captcha images): it needs no store round trip, and behind N servers a client gets up to N
+//! times its limit.
+//!
+//! Windows are aligned to the clock: a count covers one window of `window` seconds and is gone at
+//! its end, so a counter is one integer per key and window.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
+use crate::session::{SessionStore, StoreError};
 
-/// Counts events per key in fixed windows of `window` seconds.
+/// Counts events per key in fixed windows of `window` seconds, in this process.
 ///
 /// ```
 /// use portico::{clock::Clock, ratelimit::RateLimit};
@@ -67,27 +79,179 @@ impl RateLimit {
         })
     }
 
-    /// Whether `key` has reached its limit in the current window (counts nothing).
-    pub fn exceeded(&self, key: &str) -> bool {
-        let max = self.max;
-        self.with(|map, w| map.get(key).is_some_and(|(kw, n)| *kw == w && *n >= max))
-    }
-
-    /// Counts one event for `key` even past the limit (a failure that has already happened).
-    pub fn record(&self, key: &str) {
-        self.with(|map, w| {
-            let entry = map.entry(key.to_string()).or_insert((w, 0));
-            if entry.0 != w {
-                *entry = (w, 0);
-            }
-            entry.1 = entry.1.saturating_add(1);
-        })
-    }
-
     /// Forgets `key` (after a successful login, say).
     pub fn reset(&self, key: &str) {
         self.with(|map, _| {
             map.remove(key);
         })
+    }
+}
+
+/// Counts attempts per key in fixed windows of `window` seconds, in the session store, so every
+/// server that shares the store shares the counts.
+///
+/// ```
+/// # async fn demo() -> Result<(), portico::session::StoreError> {
+/// use std::sync::Arc;
+/// use portico::{clock::Clock, ratelimit::SharedLimit, session::MemoryStore};
+/// let limit = SharedLimit::new(Arc::new(MemoryStore::default()), "login", 2, 900, Clock::system());
+/// let first = limit.reserve("ada").await?.expect("within the limit");
+/// limit.reserve("ada").await?.expect("within the limit");
+/// assert!(limit.reserve("ada").await?.is_none(), "the third is refused");
+/// limit.release(&first).await?; // the first turned out not to count
+/// assert!(limit.reserve("ada").await?.is_some());
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SharedLimit {
+    store: Arc<dyn SessionStore>,
+    scope: &'static str,
+    max: u32,
+    window: i64,
+    clock: Clock,
+}
+
+/// One attempt counted by a [`SharedLimit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    counter: String,
+    count: u64,
+    max: u32,
+}
+
+impl Attempt {
+    /// Which attempt of its key and window this is, counting from 1.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// By how many attempts this one is past the limit (0 when within it).
+    pub fn over(&self) -> u64 {
+        self.count.saturating_sub(u64::from(self.max))
+    }
+}
+
+impl SharedLimit {
+    /// At most `max` attempts per key per `window` seconds, counted in `store` under counters
+    /// named after `scope` (one scope per limit, so limits never share a count).
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        scope: &'static str,
+        max: u32,
+        window: i64,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            store,
+            scope,
+            max,
+            window: window.max(1),
+            clock,
+        }
+    }
+
+    /// The limit's name, as the event log reports it.
+    pub fn scope(&self) -> &'static str {
+        self.scope
+    }
+
+    /// Counts one attempt for `key` and answers it, past the limit or not (see
+    /// [`Attempt::over`]); for limits that slow down rather than refuse.
+    pub async fn hit(&self, key: &str) -> Result<Attempt, StoreError> {
+        let now = self.clock.now();
+        let window = now.div_euclid(self.window);
+        let counter = format!("{}:{window}:{key}", self.scope);
+        let expires_at = (window + 1) * self.window;
+        let count = self.store.incr_counter(&counter, expires_at, now).await?;
+        Ok(Attempt {
+            counter,
+            count,
+            max: self.max,
+        })
+    }
+
+    /// Counts one attempt for `key` when it is within the limit and answers it; `None` (and
+    /// nothing counted) when the key is already at its limit. Of `n` parallel reservations for one
+    /// key, at most the limit's worth succeed.
+    pub async fn reserve(&self, key: &str) -> Result<Option<Attempt>, StoreError> {
+        let attempt = self.hit(key).await?;
+        if attempt.over() > 0 {
+            // A refused attempt does nothing costly, so it does not use up the window.
+            self.release(&attempt).await?;
+            return Ok(None);
+        }
+        Ok(Some(attempt))
+    }
+
+    /// Takes a counted attempt back: it turned out not to count (a login that succeeded).
+    pub async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.store
+            .decr_counter(&attempt.counter, self.clock.now())
+            .await
+    }
+
+    /// Forgets every attempt of the attempt's key in its window.
+    pub async fn forget(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.store.delete_counter(&attempt.counter).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::MemoryStore;
+
+    fn limit(max: u32, clock: &Clock) -> SharedLimit {
+        SharedLimit::new(
+            Arc::new(MemoryStore::default()),
+            "test",
+            max,
+            60,
+            clock.clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn parallel_reservations_never_pass_the_limit() {
+        let clock = Clock::manual(1_000);
+        let limit = limit(3, &clock);
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let limit = limit.clone();
+                tokio::spawn(async move { limit.reserve("k").await })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap().is_some() {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 3);
+    }
+
+    #[tokio::test]
+    async fn a_new_window_starts_from_zero_and_keys_count_apart() {
+        let clock = Clock::manual(1_000);
+        let limit = limit(1, &clock);
+        assert!(limit.reserve("a").await.unwrap().is_some());
+        assert!(limit.reserve("a").await.unwrap().is_none());
+        assert!(limit.reserve("b").await.unwrap().is_some());
+        clock.advance(60);
+        assert!(limit.reserve("a").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn forget_clears_the_key_and_hit_reports_how_far_over() {
+        let clock = Clock::manual(1_000);
+        let limit = limit(2, &clock);
+        for n in 1..=4u64 {
+            let a = limit.hit("k").await.unwrap();
+            assert_eq!((a.count(), a.over()), (n, n.saturating_sub(2)));
+        }
+        let a = limit.hit("k").await.unwrap();
+        limit.forget(&a).await.unwrap();
+        assert_eq!(limit.hit("k").await.unwrap().count(), 1);
     }
 }

@@ -1,10 +1,14 @@
 //! Accounts: register, log in, log out.
 //!
-//! Both forms carry a captcha, checked before anything costly: a check consumes the challenge
-//! right or wrong (one try per image), and no Argon2 work happens for a post whose captcha failed.
-//! Login failures answer one generic message whether or not the account exists, and count against
-//! the per-account and per-address limits; past either limit the form answers 429 before the
-//! captcha or the password is looked at.
+//! Both forms carry a captcha, checked before anything costly: a check takes the challenge out of
+//! the session store, right or wrong (one try per image, however many parallel posts carry it),
+//! and no Argon2 work happens for a post whose captcha failed.
+//!
+//! A login whose captcha and fields are in order is counted against the limits of
+//! [`crate::limits`] before its password is hashed; past a hard limit it answers 429 without
+//! hashing, past the per-account slow-down it waits first. Failures answer one generic message
+//! whether or not the account exists. A registration is counted against its per-address limit
+//! the same way before its password is hashed.
 //!
 //! A form shown again because of its input answers 400 (the site's rule for every form), with the
 //! input kept — never a password — and each message next to its field.
@@ -22,13 +26,15 @@ use portico::cookies::{Cookie, Cookies};
 use portico::csrf::Resubmitted;
 use portico::events::{Event, Events};
 use portico::params::{Params, Query};
-use portico::session::Session;
+use portico::ratelimit::Attempt;
+use portico::session::{Session, SessionError};
 use portico::template::Page;
 use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth::{self, MaybeUser, User};
 use crate::error::{AppError, AppResult};
+use crate::limits;
 use crate::models::users::{self, CreateUserError, PASSWORD_MAX, USERNAME_MAX};
 
 /// The plain (unsigned) cookie that pre-fills the login form's username when "remember" was
@@ -44,6 +50,8 @@ const RETRY_AFTER_SECS: &str = "900";
 /// The one message for a failed login: it never says whether the account exists.
 pub const BAD_CREDENTIALS: &str = "The username or password is not right.";
 const RATE_LIMITED: &str = "Too many failed logins for this account or from this address. \
+     Wait 15 minutes, then try again.";
+const REGISTER_LIMITED: &str = "Too many new accounts from this address. \
      Wait 15 minutes, then try again.";
 
 /// The account routes.
@@ -144,6 +152,59 @@ async fn log_captcha(events: &Events, outcome: Outcome, mode: Option<Mode>, show
     }
 }
 
+/// Adds `Retry-After` to a 429 page: the counting window's length.
+fn too_many(mut resp: Response) -> AppResult {
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    Ok(resp)
+}
+
+/// The places one password check holds in the login counts.
+struct LoginAttempt {
+    ip: Attempt,
+    account_ip: Attempt,
+    account: Attempt,
+}
+
+impl LoginAttempt {
+    /// Counts a login attempt against every limit, or answers the scope of the hard limit that
+    /// refused it (counted nowhere then).
+    async fn reserve(
+        state: &AppState,
+        ip: &str,
+        account: &str,
+    ) -> Result<Result<Self, &'static str>, SessionError> {
+        let limits = &state.limits;
+        let account = &limits::fold(account);
+        let Some(by_ip) = limits.login_ip.reserve(ip).await? else {
+            return Ok(Err(limits.login_ip.scope()));
+        };
+        let pair = limits::account_at(ip, account);
+        let Some(account_ip) = limits.login_account_ip.reserve(&pair).await? else {
+            limits.login_ip.release(&by_ip).await?;
+            return Ok(Err(limits.login_account_ip.scope()));
+        };
+        let by_account = limits.login_account.hit(account).await?;
+        Ok(Ok(LoginAttempt {
+            ip: by_ip,
+            account_ip,
+            account: by_account,
+        }))
+    }
+
+    /// The password was right: the attempt is no failure, and this address's failures for the
+    /// account are forgotten.
+    async fn succeeded(self, state: &AppState) -> Result<(), SessionError> {
+        let limits = &state.limits;
+        limits.login_ip.release(&self.ip).await?;
+        limits.login_account.release(&self.account).await?;
+        limits.login_account_ip.forget(&self.account_ip).await?;
+        Ok(())
+    }
+}
+
 /// The login form's values and messages.
 #[derive(Debug, Serialize)]
 struct LoginForm {
@@ -229,28 +290,7 @@ async fn login(
     let account = account_key(&username);
     let ip = events.client_ip().to_string();
 
-    // 1. Past a limit nothing else is looked at: no captcha consumed, no hashing.
-    let limited = if state.limits.login_ip.exceeded(&ip) {
-        Some("login_ip")
-    } else if state.limits.login_account.exceeded(&account) {
-        Some("login_account")
-    } else {
-        None
-    };
-    if let Some(scope) = limited {
-        events
-            .emit(Event::new("rate_limited").scope(scope).account(&account))
-            .await;
-        form.form_error = Some(RATE_LIMITED);
-        let mut resp = form.render(&page, StatusCode::TOO_MANY_REQUESTS).await?;
-        resp.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-        return Ok(resp);
-    }
-
-    // 2. The captcha, consumed right or wrong, before the password is ever hashed.
+    // 1. The captcha, taken from the store right or wrong, before the password is ever hashed.
     let answer = params.get("captcha").unwrap_or("");
     let answer = if answer.chars().count() > CAPTCHA_MAX {
         ""
@@ -292,6 +332,25 @@ async fn login(
         return form.render(&page, StatusCode::BAD_REQUEST).await;
     }
 
+    // 2. The attempt takes its place in the counts before anything is hashed.
+    let attempt = match LoginAttempt::reserve(&state, &ip, &account).await? {
+        Ok(attempt) => attempt,
+        Err(scope) => {
+            events
+                .emit(Event::new("rate_limited").scope(scope).account(&account))
+                .await;
+            form.form_error = Some(RATE_LIMITED);
+            return too_many(form.render(&page, StatusCode::TOO_MANY_REQUESTS).await?);
+        }
+    };
+    let wait = limits::slow_down(attempt.account.over());
+    if !wait.is_zero() {
+        events
+            .emit(Event::new("login_slowed").account(&account))
+            .await;
+        tokio::time::sleep(wait).await;
+    }
+
     // 3. The password. verify_password does the same work for an unknown user, so neither the
     // answer nor its timing says whether the account exists.
     let row = users::find_by_username(&state.db, &username).await?;
@@ -299,8 +358,6 @@ async fn login(
     let row = match row {
         Some(row) if ok => row,
         _ => {
-            state.limits.login_ip.record(&ip);
-            state.limits.login_account.record(&account);
             events
                 .emit(
                     Event::new("login_fail")
@@ -313,8 +370,10 @@ async fn login(
         }
     };
 
-    // 4. In: a new session id, the account's failures forgotten (not the address's: one good
-    // account must not reset an address that is guessing at others).
+    // 4. In: this attempt was no failure, and the failures from this address for this account
+    // are forgotten (not the address's others: one good account must not reset an address that
+    // is guessing at others).
+    attempt.succeeded(&state).await?;
     auth::login(
         &session,
         &User {
@@ -323,7 +382,6 @@ async fn login(
         },
     )
     .await?;
-    state.limits.login_account.reset(&account);
     if form.remember {
         cookies.set_cookie(
             Cookie::build((USERNAME_COOKIE, row.username.clone()))
@@ -345,6 +403,7 @@ async fn login(
 struct RegisterForm {
     username: String,
     errors: BTreeMap<&'static str, String>,
+    form_error: Option<&'static str>,
     captcha: CaptchaWidget,
 }
 
@@ -353,6 +412,7 @@ impl RegisterForm {
         RegisterForm {
             username,
             errors: BTreeMap::new(),
+            form_error: None,
             captcha: CaptchaWidget::new(mode, "/accounts/register/", ""),
         }
     }
@@ -430,6 +490,26 @@ async fn register(
     }
     if !form.errors.is_empty() {
         return form.render(&page, StatusCode::BAD_REQUEST).await;
+    }
+
+    // Counted before the password is hashed, so parallel posts cannot each get a hash.
+    let ip = events.client_ip().to_string();
+    let reserved = state
+        .limits
+        .register_ip
+        .reserve(&ip)
+        .await
+        .map_err(SessionError::from)?;
+    if reserved.is_none() {
+        events
+            .emit(
+                Event::new("rate_limited")
+                    .scope(state.limits.register_ip.scope())
+                    .account(account_key(&username)),
+            )
+            .await;
+        form.form_error = Some(REGISTER_LIMITED);
+        return too_many(form.render(&page, StatusCode::TOO_MANY_REQUESTS).await?);
     }
 
     let id = match users::create_user(&state.db, &username, password).await {

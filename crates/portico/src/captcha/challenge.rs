@@ -3,7 +3,9 @@
 //! [`Captcha::issue`] draws a fresh image and keeps its answer in the session (never in the page,
 //! the URL, a cookie or the image), replacing any earlier one. [`Captcha::verify`] consumes the
 //! challenge whether the answer was right or wrong, so every try needs a new image; answers
-//! expire after five minutes by default. New images are rate limited per session and per client
+//! expire after five minutes by default. The challenge is consumed with [`Session::take`], in the
+//! session store, before the answer is compared: of any number of parallel posts of one solved
+//! image, on any number of servers, exactly one gets to compare it. New images are rate limited per session and per client
 //! address. A request without a session cookie (the first image of a new visitor) has no session
 //! to count against yet; the per-address limit covers clients that never keep their cookie.
 //!
@@ -167,7 +169,7 @@ impl Captcha {
         config: &CaptchaConfig,
         answer: &str,
     ) -> Result<(Outcome, Option<Mode>), SessionError> {
-        let Some(pending) = session.remove::<Pending>(SESSION_KEY).await? else {
+        let Some(pending) = session.take::<Pending>(SESSION_KEY).await? else {
             return Ok((Outcome::Missing, None));
         };
         let mode = Mode::parse(&pending.mode).unwrap_or(Mode::Latin);

@@ -255,6 +255,182 @@ pub async fn concurrent_writes_of_different_keys_all_land(store: Arc<dyn Session
     assert_eq!(loaded.data.len(), 201);
 }
 
+/// `take` answers a key's value once and removes it; the other keys stay.
+pub async fn take_answers_the_value_once(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    store
+        .create(
+            &key,
+            &record(&[("once", "\"code\""), ("keep", "1")], t, t + 100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take(&key, "once", t).await.unwrap().as_deref(),
+        Some("\"code\"")
+    );
+    assert_eq!(
+        store.take(&key, "once", t).await.unwrap(),
+        None,
+        "a key was taken twice"
+    );
+    let loaded = store.load(&key, t).await.unwrap().unwrap();
+    assert_eq!(loaded, record(&[("keep", "1")], t, t + 100));
+}
+
+/// `take` of a key that is not set answers `None` and changes nothing.
+pub async fn take_of_a_missing_key_is_none(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    store
+        .create(&key, &record(&[("a", "1")], t, t + 100))
+        .await
+        .unwrap();
+    assert_eq!(store.take(&key, "absent", t).await.unwrap(), None);
+    assert_eq!(
+        store.load(&key, t).await.unwrap().unwrap(),
+        record(&[("a", "1")], t, t + 100)
+    );
+    assert_eq!(store.take(&fresh_key(), "a", t).await.unwrap(), None);
+}
+
+/// 50 concurrent takes of one key: exactly one answers the value.
+pub async fn concurrent_takes_have_exactly_one_winner(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    store
+        .create(&key, &record(&[("captcha", "\"answer\"")], t, t + 3600))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let key = key.clone();
+            tokio::spawn(async move { store.take(&key, "captcha", t).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if let Some(v) = task.await.unwrap().unwrap() {
+            assert_eq!(v, "\"answer\"");
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "{winners} concurrent takes won one key");
+}
+
+/// `take` in a deleted or expired session answers `None` and does not bring the session back.
+pub async fn take_from_a_gone_session_is_none_and_does_not_resurrect(store: Arc<dyn SessionStore>) {
+    let t = now();
+    let deleted = fresh_key();
+    store
+        .create(&deleted, &record(&[("k", "1")], t, t + 100))
+        .await
+        .unwrap();
+    store.delete(&deleted).await.unwrap();
+    assert_eq!(store.take(&deleted, "k", t).await.unwrap(), None);
+    assert!(
+        store.load(&deleted, t).await.unwrap().is_none(),
+        "a take resurrected a deleted session"
+    );
+
+    let expired = fresh_key();
+    store
+        .create(&expired, &record(&[("k", "1")], t, t + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take(&expired, "k", t + 61).await.unwrap(),
+        None,
+        "a value was taken from an expired session"
+    );
+    assert!(store.load(&expired, t + 61).await.unwrap().is_none());
+}
+
+fn fresh_counter() -> String {
+    let mut b = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("conformance:{}", hex::encode(b))
+}
+
+/// A counter counts from 1, takes attempts back without going below zero, and is gone once
+/// deleted.
+pub async fn counters_count_up_down_and_delete(store: Arc<dyn SessionStore>) {
+    let name = fresh_counter();
+    let t = now();
+    for n in 1..=3 {
+        assert_eq!(store.incr_counter(&name, t + 600, t).await.unwrap(), n);
+    }
+    store.decr_counter(&name, t).await.unwrap();
+    assert_eq!(store.incr_counter(&name, t + 600, t).await.unwrap(), 3);
+    for _ in 0..5 {
+        store.decr_counter(&name, t).await.unwrap();
+    }
+    assert_eq!(
+        store.incr_counter(&name, t + 600, t).await.unwrap(),
+        1,
+        "a counter went below zero"
+    );
+    store.delete_counter(&name).await.unwrap();
+    store.delete_counter(&name).await.unwrap();
+    assert_eq!(store.incr_counter(&name, t + 600, t).await.unwrap(), 1);
+    let unknown = fresh_counter();
+    store.decr_counter(&unknown, t).await.unwrap();
+    assert_eq!(store.incr_counter(&unknown, t + 600, t).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .incr_counter(&fresh_counter(), t + 600, t)
+            .await
+            .unwrap(),
+        1,
+        "counters are apart"
+    );
+}
+
+/// 100 concurrent increments of one counter answer 1 to 100, each once.
+pub async fn concurrent_increments_each_get_their_own_count(store: Arc<dyn SessionStore>) {
+    let name = fresh_counter();
+    let t = now();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            let name = name.clone();
+            tokio::spawn(async move { store.incr_counter(&name, t + 600, t).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap().unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=100).collect::<Vec<u64>>());
+}
+
+/// A counter starts again from zero once its expiry has passed. The expiry is two seconds ahead
+/// of the real clock, and the test waits for it, for stores whose server expires keys by itself.
+pub async fn an_expired_counter_starts_again(store: Arc<dyn SessionStore>) {
+    let name = fresh_counter();
+    let t = now();
+    assert_eq!(store.incr_counter(&name, t + 2, t).await.unwrap(), 1);
+    assert_eq!(store.incr_counter(&name, t + 2, t).await.unwrap(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    let later = now();
+    assert!(later > t + 2);
+    store.decr_counter(&name, later).await.unwrap();
+    assert_eq!(
+        store.incr_counter(&name, later + 600, later).await.unwrap(),
+        1,
+        "an expired count went on"
+    );
+    store.delete_expired(later).await.unwrap();
+    assert_eq!(
+        store.incr_counter(&name, later + 600, later).await.unwrap(),
+        2,
+        "delete_expired removed a live counter"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance rule for the store that `$make` (an async
 /// expression giving an `Arc<dyn SessionStore>`) builds.
 #[macro_export]
@@ -265,7 +441,11 @@ macro_rules! session_store_conformance {
             update_writes_only_changed_keys, update_of_missing_session_writes_nothing,
             update_after_delete_does_not_resurrect, expired_session_is_gone, delete_removes_session,
             delete_expired_keeps_live_sessions, sessions_are_isolated,
-            concurrent_writes_of_different_keys_all_land);
+            concurrent_writes_of_different_keys_all_land, take_answers_the_value_once,
+            take_of_a_missing_key_is_none, concurrent_takes_have_exactly_one_winner,
+            take_from_a_gone_session_is_none_and_does_not_resurrect,
+            counters_count_up_down_and_delete, concurrent_increments_each_get_their_own_count,
+            an_expired_counter_starts_again);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(

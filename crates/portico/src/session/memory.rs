@@ -18,6 +18,8 @@ use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     sessions: Mutex<HashMap<StorageKey, Record>>,
+    /// Counter name to its count and expiry.
+    counters: Mutex<HashMap<String, (u64, i64)>>,
 }
 
 impl MemoryStore {
@@ -25,6 +27,11 @@ impl MemoryStore {
         // Nothing panics while the lock is held (plain map operations), so poisoning cannot
         // leave the map half-updated; recover instead of propagating.
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, i64)>> {
+        // As for the sessions: plain map operations only.
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many sessions are kept, expired ones included until [`SessionStore::delete_expired`].
@@ -79,6 +86,50 @@ impl SessionStore for MemoryStore {
         let mut map = self.map();
         let before = map.len();
         map.retain(|_, r| r.expires_at > now);
-        Ok((before - map.len()) as u64)
+        let gone = (before - map.len()) as u64;
+        drop(map);
+        self.counters().retain(|_, (_, expires)| *expires > now);
+        Ok(gone)
+    }
+
+    async fn take(
+        &self,
+        key: &StorageKey,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut map = self.map();
+        Ok(map
+            .get_mut(key)
+            .filter(|r| r.expires_at > now)
+            .and_then(|r| r.data.remove(name)))
+    }
+
+    async fn incr_counter(&self, name: &str, expires_at: i64, now: i64) -> Result<u64, StoreError> {
+        let mut counters = self.counters();
+        // Names come from visitors (account names); between cleanups, keep the map bounded.
+        if counters.len() >= 100_000 {
+            counters.retain(|_, (_, expires)| *expires > now);
+        }
+        let entry = counters.entry(name.to_string()).or_insert((0, expires_at));
+        if entry.1 <= now {
+            *entry = (0, expires_at);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+
+    async fn decr_counter(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        if let Some((count, expires)) = self.counters().get_mut(name) {
+            if *expires > now {
+                *count = count.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_counter(&self, name: &str) -> Result<(), StoreError> {
+        self.counters().remove(name);
+        Ok(())
     }
 }

@@ -18,6 +18,15 @@
 //!   [`Session::flush`] (logout) deletes the session from the store, so every server forgets it;
 //! - keys that begin with `__` belong to one id: `cycle_id` and `flush` drop them. The CSRF secret
 //!   lives under such a key, so it rotates with the id;
+//! - [`Session::take`] removes a key in the store itself and answers its value to exactly one of
+//!   any number of concurrent requests: use it for whatever may be used once (a captcha's answer);
+//! - a session holds at most [`SessionConfig::max_keys`] keys and [`SessionConfig::max_bytes`]
+//!   bytes of keys and JSON values (64 and 64 KiB by default): an insert past either answers
+//!   [`SessionError::TooLarge`], changes nothing, and the request that returns it writes nothing;
+//! - a request that carries the session cookie twice (a sibling sub-domain can set a second one,
+//!   "cookie tossing") is treated as carrying none: it gets a fresh session, never either id, and
+//!   is logged. Under HTTPS, a `__Host-` cookie name ([`SessionConfig::validate`] checks it) stops
+//!   sub-domains from setting the cookie at all;
 //! - a store that fails or takes longer than the timeout (default 2 s) turns the request into a
 //!   503 page; requests that don't touch the session are unaffected;
 //! - a response of a request that touched the session is this visitor's own: it gets
@@ -81,6 +90,10 @@ pub struct SessionConfig {
     pub absolute_timeout: i64,
     /// How long a store may take before the request gets a 503 (2 s).
     pub store_timeout: Duration,
+    /// Keys one session may hold, the site's own included (64).
+    pub max_keys: usize,
+    /// Bytes one session may hold, counting each key and its JSON text (64 KiB).
+    pub max_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -92,8 +105,27 @@ impl Default for SessionConfig {
             idle_timeout: 14 * 24 * 3600,
             absolute_timeout: 30 * 24 * 3600,
             store_timeout: Duration::from_secs(2),
+            max_keys: 64,
+            max_bytes: 64 * 1024,
         }
     }
+}
+
+/// A session setting that cannot work as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A `__Host-` cookie name without `Secure`: browsers would drop the cookie.
+    #[error("the session cookie name {0:?} starts with __Host-, which browsers accept only on a Secure cookie: serve over HTTPS and mark the cookie Secure, or choose another name")]
+    HostPrefixNeedsSecure(String),
+    /// A `__Host-` cookie name with a `Domain`: browsers would drop the cookie.
+    #[error("the session cookie name {0:?} starts with __Host-, which browsers accept only on a cookie without a Domain: remove the cookie domain, or choose a name without __Host-")]
+    HostPrefixWithDomain(String),
+    /// A `__Secure-` cookie name without `Secure`: browsers would drop the cookie.
+    #[error("the session cookie name {0:?} starts with __Secure-, which browsers accept only on a Secure cookie: serve over HTTPS and mark the cookie Secure, or choose another name")]
+    SecurePrefixNeedsSecure(String),
+    /// A name that cannot be a cookie name.
+    #[error("{0:?} cannot be a cookie name: use letters, digits and - _ . only")]
+    BadName(String),
 }
 
 impl SessionConfig {
@@ -101,6 +133,60 @@ impl SessionConfig {
     /// store round trip almost always and a write only every so often.
     fn refresh_after(&self) -> i64 {
         (self.idle_timeout / 100).max(60)
+    }
+
+    /// The name for a session cookie when none is configured: `__Host-sessionid` for a `Secure`
+    /// cookie without a `Domain` (no sub-domain can then set or shadow it), `sessionid` otherwise.
+    ///
+    /// ```
+    /// use portico::session::SessionConfig;
+    /// assert_eq!(SessionConfig::default_cookie_name(true, false), "__Host-sessionid");
+    /// assert_eq!(SessionConfig::default_cookie_name(true, true), "sessionid");
+    /// assert_eq!(SessionConfig::default_cookie_name(false, false), "sessionid");
+    /// ```
+    pub fn default_cookie_name(secure: bool, has_domain: bool) -> &'static str {
+        if secure && !has_domain {
+            "__Host-sessionid"
+        } else {
+            "sessionid"
+        }
+    }
+
+    /// Checks that browsers will keep the cookie as configured: a `__Host-` name needs `Secure`
+    /// and no `Domain` (the path is always `/`), a `__Secure-` name needs `Secure`.
+    ///
+    /// ```
+    /// use portico::session::SessionConfig;
+    /// let config = SessionConfig {
+    ///     cookie_name: "__Host-sessionid".into(),
+    ///     cookie_domain: Some(".example.com".into()),
+    ///     cookie_secure: true,
+    ///     ..SessionConfig::default()
+    /// };
+    /// assert!(config.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let name = &self.cookie_name;
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !token {
+            return Err(ConfigError::BadName(name.clone()));
+        }
+        // Browsers match the prefixes without regard to case.
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("__host-") {
+            if !self.cookie_secure {
+                return Err(ConfigError::HostPrefixNeedsSecure(name.clone()));
+            }
+            if self.cookie_domain.is_some() {
+                return Err(ConfigError::HostPrefixWithDomain(name.clone()));
+            }
+        } else if lower.starts_with("__secure-") && !self.cookie_secure {
+            return Err(ConfigError::SecurePrefixNeedsSecure(name.clone()));
+        }
+        Ok(())
     }
 }
 
@@ -124,6 +210,18 @@ pub enum SessionError {
     /// A value could not be encoded or decoded as JSON.
     #[error("session value error: {0}")]
     Value(#[from] serde_json::Error),
+    /// An insert would take the session past its key or byte cap; nothing was changed.
+    #[error("the session would hold {keys} keys and {bytes} bytes, over its limit of {max_keys} keys and {max_bytes} bytes")]
+    TooLarge {
+        /// Keys the session would have held.
+        keys: usize,
+        /// Bytes the session would have held.
+        bytes: usize,
+        /// The key cap.
+        max_keys: usize,
+        /// The byte cap.
+        max_bytes: usize,
+    },
 }
 
 impl IntoResponse for SessionError {
@@ -147,9 +245,30 @@ impl IntoResponse for SessionError {
                 )
                 .into_response()
             }
+            SessionError::TooLarge { .. } => {
+                tracing::warn!(error = %self, "session size limit reached");
+                let mut resp = ErrorPage::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "This would store more than your session can hold. Nothing was saved; \
+                     remove something first, or send less.",
+                )
+                .into_response();
+                resp.extensions_mut().insert(Unsaved);
+                resp
+            }
         }
     }
 }
+
+/// Marks a response whose request must write nothing to the session (it answered
+/// [`SessionError::TooLarge`]): the layer leaves the store and the cookie as they were.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsaved;
+
+/// Marks a response to a request that carried the session cookie more than once; the event log
+/// reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct DuplicateCookie;
 
 /// Marks a response that failed because the session store did; the event log reads it.
 #[derive(Debug, Clone)]
@@ -169,6 +288,9 @@ struct Inner {
     changes: HashMap<String, Option<String>>,
     /// Sessions to delete on the way out (after `cycle_id` or `flush`).
     doomed: Vec<StorageKey>,
+    /// Where `data` was read from: the stored session a [`Session::take`] takes from, even after
+    /// `cycle_id` (the old session lives in the store until the response goes out).
+    origin: Option<StorageKey>,
 }
 
 struct Shared {
@@ -277,6 +399,7 @@ impl Session {
             let key = StorageKey::of(&id);
             if let Some(rec) = self.timed(self.shared.store.load(&key, now)).await? {
                 if rec.created_at + self.shared.config.absolute_timeout > now {
+                    inner.origin = Some(key);
                     inner.id = Some(id);
                     inner.data = rec.data;
                     inner.created_at = rec.created_at;
@@ -308,10 +431,80 @@ impl Session {
         let json = serde_json::to_string(value)?;
         let mut inner = self.loaded().await?;
         if inner.data.get(key) != Some(&json) {
+            self.fits(&inner.data, key, &json)?;
             inner.data.insert(key.to_string(), json.clone());
             inner.changes.insert(key.to_string(), Some(json));
         }
         Ok(())
+    }
+
+    /// Whether setting `key` to `json` keeps the session within its caps. A session already past a
+    /// cap (stored before the cap was lowered) may still change in ways that do not grow it.
+    fn fits(
+        &self,
+        data: &HashMap<String, String>,
+        key: &str,
+        json: &str,
+    ) -> Result<(), SessionError> {
+        let cfg = &self.shared.config;
+        let old = data.get(key);
+        let keys_now = data.len();
+        let keys = keys_now + usize::from(old.is_none());
+        let bytes_now: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes = bytes_now - old.map_or(0, |v| key.len() + v.len()) + key.len() + json.len();
+        let too_many = keys > cfg.max_keys && keys > keys_now;
+        let too_big = bytes > cfg.max_bytes && bytes > bytes_now;
+        if too_many || too_big {
+            return Err(SessionError::TooLarge {
+                keys,
+                bytes,
+                max_keys: cfg.max_keys,
+                max_bytes: cfg.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes `key` and answers its value, deciding in the store which request gets it: when
+    /// several requests of one session take the same key at once (on one server or many), exactly
+    /// one of them answers the value and the others `None`. Use it for anything that may be used
+    /// once, such as a captcha's answer or a one-time code; [`Session::remove`] only changes this
+    /// request's copy until the response goes out.
+    ///
+    /// A value this request inserted itself is taken from the request's copy (no other request
+    /// can have seen it). Costs one store round trip when the key is set, none when it is not.
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn redeem(session: Session) -> Result<&'static str, SessionError> {
+    ///     Ok(match session.take::<String>("one-time-code").await? {
+    ///         Some(_) => "redeemed",
+    ///         None => "already used",
+    ///     })
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::post(redeem));
+    /// ```
+    pub async fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut inner = self.loaded().await?;
+        let local = inner.data.remove(key);
+        if let Some(pending) = inner.changes.get(key).cloned() {
+            inner.changes.insert(key.to_string(), None);
+            return match pending {
+                Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+                None => Ok(None),
+            };
+        }
+        let (Some(_), Some(origin)) = (local, inner.origin.clone()) else {
+            return Ok(None);
+        };
+        let now = self.shared.clock.now();
+        match self
+            .timed(self.shared.store.take(&origin, key, now))
+            .await?
+        {
+            Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+            None => Ok(None),
+        }
     }
 
     /// Removes `key` and answers its old value, if any.
@@ -561,17 +754,41 @@ impl SessionLayer {
         self.shared.store.clone()
     }
 
-    fn cookie_id(&self, headers: &http::HeaderMap) -> Option<String> {
-        let name = &self.shared.config.cookie_name;
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.to_string())
+    fn cookie_id(&self, headers: &http::HeaderMap) -> CookieId {
+        session_cookie_in(headers, &self.shared.config.cookie_name)
     }
+}
+
+/// What a request's `Cookie` headers say about the session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieId {
+    /// No session cookie.
+    Absent,
+    /// One session cookie with this value.
+    One(String),
+    /// The session cookie more than once: a sibling sub-domain may have set one of them to push
+    /// its own session on this visitor, and no one can tell which is the site's.
+    Duplicate,
+}
+
+/// Reads the session cookie `name` from a request's headers; other parts of Portico that look at
+/// the session cookie (the event log) read it here too, so they agree on duplicates.
+pub fn session_cookie_in(headers: &http::HeaderMap, name: &str) -> CookieId {
+    let mut found = CookieId::Absent;
+    let values = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name);
+    for (_, value) in values {
+        found = match found {
+            CookieId::Absent => CookieId::One(value.to_string()),
+            _ => return CookieId::Duplicate,
+        };
+    }
+    found
 }
 
 impl<S> tower::Layer<S> for SessionLayer {
@@ -606,18 +823,31 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let session = Session::new(
-            self.layer.cookie_id(req.headers()),
-            self.layer.shared.clone(),
-        );
+        let (cookie_id, duplicate) = match self.layer.cookie_id(req.headers()) {
+            CookieId::Absent => (None, false),
+            CookieId::One(id) => (Some(id), false),
+            CookieId::Duplicate => {
+                tracing::warn!(
+                    cookie = %self.layer.shared.config.cookie_name,
+                    "a request carried the session cookie more than once; it gets a fresh session"
+                );
+                (None, true)
+            }
+        };
+        let session = Session::new(cookie_id, self.layer.shared.clone());
         req.extensions_mut().insert(session.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let mut resp = fut.await?;
-            if session.touched().await {
+            if resp.extensions().get::<Unsaved>().is_some() {
+                keep_private(&mut resp);
+            } else if session.touched().await {
                 if let Err(e) = session.save(&mut resp).await {
-                    return Ok(e.into_response());
+                    resp = e.into_response();
                 }
+            }
+            if duplicate {
+                resp.extensions_mut().insert(DuplicateCookie);
             }
             Ok(resp)
         })
@@ -894,6 +1124,196 @@ mod tests {
             Some("ada")
         );
         assert_eq!(s.get::<String>("__csrf").await.unwrap(), None);
+    }
+
+    /// Stores a session holding `pairs` and answers its id.
+    async fn stored(layer: &SessionLayer, pairs: &[(&str, &str)]) -> String {
+        let s = session_for(layer, None);
+        for (k, v) in pairs {
+            s.insert(k, v).await.unwrap();
+        }
+        id_from(&set_cookie(&saved(&s).await).unwrap())
+    }
+
+    #[tokio::test]
+    async fn of_two_requests_that_take_one_key_only_one_gets_it() {
+        let (layer, store) = layer(Clock::manual(1_000));
+        let id = stored(&layer, &[("code", "1234"), ("keep", "x")]).await;
+        let first = session_for(&layer, Some(&id));
+        let second = session_for(&layer, Some(&id));
+        // Both loaded the session while the code was there.
+        assert!(first.contains("code").await.unwrap());
+        assert!(second.contains("code").await.unwrap());
+        assert_eq!(
+            first.take::<String>("code").await.unwrap().as_deref(),
+            Some("1234")
+        );
+        assert_eq!(second.take::<String>("code").await.unwrap(), None);
+        assert!(!second.contains("code").await.unwrap());
+        let rec = store
+            .load(&StorageKey::of(&id), 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!rec.data.contains_key("code"), "the store still holds it");
+        assert!(rec.data.contains_key("keep"));
+    }
+
+    #[tokio::test]
+    async fn a_value_inserted_in_the_same_request_is_taken_locally() {
+        let (layer, store) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        s.insert("code", "1").await.unwrap();
+        s.insert("other", "2").await.unwrap();
+        assert_eq!(
+            s.take::<String>("code").await.unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(s.take::<String>("code").await.unwrap(), None);
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+        let rec = store
+            .load(&StorageKey::of(&id), 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.data.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn take_after_cycle_id_still_decides_in_the_store() {
+        let (layer, _) = layer(Clock::manual(1_000));
+        let id = stored(&layer, &[("code", "1")]).await;
+        let cycling = session_for(&layer, Some(&id));
+        let other = session_for(&layer, Some(&id));
+        assert!(other.contains("code").await.unwrap());
+        cycling.cycle_id().await.unwrap();
+        assert_eq!(
+            other.take::<String>("code").await.unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(cycling.take::<String>("code").await.unwrap(), None);
+    }
+
+    fn capped(max_keys: usize, max_bytes: usize) -> (SessionLayer, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::default());
+        let config = SessionConfig {
+            max_keys,
+            max_bytes,
+            ..SessionConfig::default()
+        };
+        (
+            SessionLayer::with_clock(store.clone(), config, Clock::manual(1_000)),
+            store,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_insert_past_a_cap_is_refused_and_changes_nothing() {
+        let (layer, _) = capped(3, 40);
+        let s = session_for(&layer, None);
+        s.insert("a", "1").await.unwrap();
+        s.insert("b", "2").await.unwrap();
+        s.insert("c", "3").await.unwrap();
+        let err = s.insert("d", "4").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SessionError::TooLarge {
+                    keys: 4,
+                    max_keys: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!s.contains("d").await.unwrap());
+        // Replacing a value keeps the key count.
+        s.insert("c", "30").await.unwrap();
+        let err = s.insert("c", &"x".repeat(40)).await.unwrap_err();
+        assert!(matches!(err, SessionError::TooLarge { max_bytes: 40, .. }));
+        assert_eq!(s.get::<String>("c").await.unwrap().as_deref(), Some("30"));
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(resp.extensions().get::<Unsaved>().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_session_over_a_lowered_cap_may_still_shrink() {
+        let (big, store) = capped(64, 1_000);
+        let s = session_for(&big, None);
+        s.insert("a", &"x".repeat(100)).await.unwrap();
+        s.insert("b", &"y".repeat(100)).await.unwrap();
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+        let small = SessionLayer::with_clock(
+            store,
+            SessionConfig {
+                max_keys: 1,
+                max_bytes: 50,
+                ..SessionConfig::default()
+            },
+            Clock::manual(1_000),
+        );
+        let s = session_for(&small, Some(&id));
+        s.insert("a", "short").await.unwrap();
+        assert!(s.insert("c", "1").await.is_err());
+        assert!(s.insert("b", &"y".repeat(200)).await.is_err());
+    }
+
+    #[test]
+    fn a_cookie_sent_twice_counts_as_none() {
+        let headers = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(header::COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let one = headers(&["a=1; sessionid=abc; b=2"]);
+        assert_eq!(
+            session_cookie_in(&one, "sessionid"),
+            CookieId::One("abc".into())
+        );
+        for twice in [
+            headers(&["sessionid=abc; sessionid=def"]),
+            headers(&["sessionid=abc", "other=1; sessionid=abc"]),
+        ] {
+            assert_eq!(session_cookie_in(&twice, "sessionid"), CookieId::Duplicate);
+        }
+        assert_eq!(
+            session_cookie_in(&headers(&["xsessionid=1"]), "sessionid"),
+            CookieId::Absent
+        );
+    }
+
+    #[test]
+    fn host_prefixed_names_need_secure_and_no_domain() {
+        let config = |name: &str, secure: bool, domain: Option<&str>| SessionConfig {
+            cookie_name: name.into(),
+            cookie_secure: secure,
+            cookie_domain: domain.map(String::from),
+            ..SessionConfig::default()
+        };
+        assert!(config("__Host-sessionid", true, None).validate().is_ok());
+        assert!(matches!(
+            config("__Host-sessionid", false, None).validate(),
+            Err(ConfigError::HostPrefixNeedsSecure(_))
+        ));
+        assert!(matches!(
+            config("__host-sid", true, Some(".example.com")).validate(),
+            Err(ConfigError::HostPrefixWithDomain(_))
+        ));
+        assert!(matches!(
+            config("__Secure-sid", false, None).validate(),
+            Err(ConfigError::SecurePrefixNeedsSecure(_))
+        ));
+        assert!(config("__Secure-sid", true, Some(".example.com"))
+            .validate()
+            .is_ok());
+        assert!(matches!(
+            config("a b", false, None).validate(),
+            Err(ConfigError::BadName(_))
+        ));
+        assert!(SessionConfig::default().validate().is_ok());
     }
 
     #[tokio::test]

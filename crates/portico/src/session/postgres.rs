@@ -3,6 +3,10 @@
 //! The same two tables as the SQLite store. An update first moves the session row's expiry; the row
 //! lock it takes orders it against a concurrent delete (logout), so a write never lands in a session
 //! that another server has just deleted.
+//!
+//! A take is one `DELETE … RETURNING`: of two servers deleting the same row, the second waits for
+//! the first to commit, finds the row gone and returns nothing. Counters are rows of a third table,
+//! bumped by one `INSERT … ON CONFLICT DO UPDATE … RETURNING`, which locks the row it changes.
 
 use std::time::Duration;
 
@@ -72,6 +76,11 @@ impl PostgresStore {
                 key TEXT NOT NULL,
                 value TEXT NOT NULL,
                 PRIMARY KEY (session_id, key)
+            );
+            CREATE TABLE IF NOT EXISTS portico_counters (
+                name TEXT PRIMARY KEY,
+                count BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL
             );
             COMMIT;",
         )
@@ -195,6 +204,71 @@ impl SessionStore for PostgresStore {
             .await
             .map_err(backend)?
             .rows_affected();
+        sqlx::query("DELETE FROM portico_counters WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(gone)
+    }
+
+    async fn take(
+        &self,
+        key: &StorageKey,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM portico_session_data d USING portico_sessions s
+             WHERE d.session_id = $1 AND d.key = $2 AND s.id = d.session_id AND s.expires_at > $3
+             RETURNING d.value",
+        )
+        .bind(key.as_str())
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| r.try_get(0)).transpose().map_err(backend)
+    }
+
+    async fn incr_counter(&self, name: &str, expires_at: i64, now: i64) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO portico_counters AS c (name, count, expires_at) VALUES ($1, 1, $2)
+             ON CONFLICT (name) DO UPDATE SET
+                count = CASE WHEN c.expires_at <= $3 THEN 1 ELSE c.count + 1 END,
+                expires_at = CASE WHEN c.expires_at <= $3 THEN EXCLUDED.expires_at ELSE c.expires_at END
+             RETURNING count",
+        )
+        .bind(name)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let count: i64 = row.try_get(0).map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn decr_counter(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE portico_counters SET count = count - 1
+             WHERE name = $1 AND count > 0 AND expires_at > $2",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_counter(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM portico_counters WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }

@@ -6,7 +6,12 @@
 //! `HSET` the changed keys, `HDEL` the removed ones, move the expiry — so it is atomic, touches only
 //! the changed fields, and never recreates a session that another server deleted at logout.
 //!
-//! Every command touches a single key, so the store works unchanged on Redis Cluster (sessions
+//! A take is a Lua script too (check that the session is alive, `HGET` the field, `HDEL` it): Redis
+//! runs a script alone, so of concurrent takes of one field only one finds it. A counter is its own
+//! key, `portico:counter:<name>`, bumped by a script that runs `INCR` and, for a new count, sets the
+//! expiry in the same step, so no count is left without one.
+//!
+//! Every command and script touches a single key, so the store works unchanged on Redis Cluster (sessions
 //! shard by id); [`RedisStore::cluster`] connects to one. The connection is made lazily and
 //! re-made after a failure, so a Redis that is down at start-up or restarts later only fails the
 //! requests that need it while it is away.
@@ -43,6 +48,28 @@ redis.call('EXPIREAT', KEYS[1], ARGV[1])
 return 1
 "#;
 
+const TAKE_SCRIPT: &str = r#"
+local exp = redis.call('HGET', KEYS[1], 'm:expires')
+if not exp or tonumber(exp) <= tonumber(ARGV[2]) then return false end
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return v
+"#;
+
+const INCR_SCRIPT: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIREAT', KEYS[1], ARGV[1])
+end
+return n
+"#;
+
+const DECR_SCRIPT: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n and n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"#;
+
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
@@ -65,6 +92,9 @@ pub struct RedisStore {
     target: Target,
     conn: Mutex<Option<Conn>>,
     script: redis::Script,
+    take: redis::Script,
+    incr: redis::Script,
+    decr: redis::Script,
     timeout: Duration,
 }
 
@@ -76,6 +106,10 @@ impl std::fmt::Debug for RedisStore {
 
 fn key_name(key: &StorageKey) -> String {
     format!("portico:session:{}", key.as_str())
+}
+
+fn counter_name(name: &str) -> String {
+    format!("portico:counter:{name}")
 }
 
 impl RedisStore {
@@ -97,6 +131,9 @@ impl RedisStore {
             target,
             conn: Mutex::new(None),
             script: redis::Script::new(UPDATE_SCRIPT),
+            take: redis::Script::new(TAKE_SCRIPT),
+            incr: redis::Script::new(INCR_SCRIPT),
+            decr: redis::Script::new(DECR_SCRIPT),
             timeout: Duration::from_secs(2),
         }
     }
@@ -249,5 +286,48 @@ impl SessionStore for RedisStore {
 
     async fn delete_expired(&self, _now: i64) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    async fn take(
+        &self,
+        key: &StorageKey,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut inv = self.take.key(key_name(key));
+        inv.arg(format!("d:{name}")).arg(now);
+        let mut c = self.conn().await?;
+        let result = inv.invoke_async(&mut c).await;
+        self.finish(result).await
+    }
+
+    async fn incr_counter(
+        &self,
+        name: &str,
+        expires_at: i64,
+        _now: i64,
+    ) -> Result<u64, StoreError> {
+        // Redis drops the key at its expiry by itself, so a key that exists is a running count.
+        let mut inv = self.incr.key(counter_name(name));
+        inv.arg(expires_at);
+        let mut c = self.conn().await?;
+        let result = inv.invoke_async(&mut c).await;
+        self.finish(result).await
+    }
+
+    async fn decr_counter(&self, name: &str, _now: i64) -> Result<(), StoreError> {
+        let inv = self.decr.key(counter_name(name));
+        let mut c = self.conn().await?;
+        let result = inv.invoke_async::<i64>(&mut c).await;
+        self.finish(result).await.map(|_| ())
+    }
+
+    async fn delete_counter(&self, name: &str) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let result = redis::cmd("DEL")
+            .arg(counter_name(name))
+            .query_async::<()>(&mut c)
+            .await;
+        self.finish(result).await
     }
 }

@@ -14,6 +14,10 @@
 //! only after its transaction committed. A write whose request already gave up (the store
 //! timeout answered 503) is dropped unwritten, so the store does what the visitor was told.
 //!
+//! **Takes and counters** run on the writer thread as well, inside its transaction: it is the only
+//! connection that writes, so a take's read of a value and its removal, or a counter's read and
+//! bump, cannot interleave with anyone else's. Counters are rows of `portico_counters`.
+//!
 //! **Checkpoints** (copying the write-ahead log back into the database file, with its `fsync`s)
 //! mostly run on a third thread. Left to the writer, SQLite runs one after the commit that fills
 //! 1,000 pages of log, and every write waiting meanwhile waits for the copy and both `fsync`s: that
@@ -116,6 +120,29 @@ enum Op {
     DeleteExpired {
         now: i64,
     },
+    /// Answers 1 when it removed the key, whose value it leaves in `taken`.
+    Take {
+        key: StorageKey,
+        name: String,
+        now: i64,
+        taken: Arc<Mutex<Option<String>>>,
+    },
+    /// Answers the counter's new value.
+    Incr {
+        name: String,
+        expires_at: i64,
+        now: i64,
+    },
+    Decr {
+        name: String,
+        now: i64,
+    },
+    DeleteCounter {
+        name: String,
+    },
+    DeleteExpiredCounters {
+        now: i64,
+    },
 }
 
 /// A write and where its outcome goes: the number of rows it touched, or the error.
@@ -174,6 +201,15 @@ impl SqliteStore {
                  ) WITHOUT ROWID;
                  CREATE INDEX IF NOT EXISTS portico_session_records_expires_at
                      ON portico_session_records (expires_at);",
+            )
+            .map_err(backend)?;
+        writer
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS portico_counters (
+                     name TEXT PRIMARY KEY NOT NULL,
+                     count INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL
+                 ) WITHOUT ROWID;",
             )
             .map_err(backend)?;
         let checkpointer = connect(
@@ -326,8 +362,81 @@ fn run(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
         Op::DeleteExpired { now } => conn
             .prepare_cached("DELETE FROM portico_session_records WHERE expires_at <= ?1")?
             .execute(params![now])?,
+        Op::Take {
+            key,
+            name,
+            now,
+            taken,
+        } => return run_take(conn, key, name, *now, taken),
+        Op::Incr {
+            name,
+            expires_at,
+            now,
+        } => return run_incr(conn, name, *expires_at, *now),
+        Op::Decr { name, now } => conn
+            .prepare_cached(
+                "UPDATE portico_counters SET count = count - 1
+                 WHERE name = ?1 AND count > 0 AND expires_at > ?2",
+            )?
+            .execute(params![name, now])?,
+        Op::DeleteCounter { name } => conn
+            .prepare_cached("DELETE FROM portico_counters WHERE name = ?1")?
+            .execute(params![name])?,
+        Op::DeleteExpiredCounters { now } => conn
+            .prepare_cached("DELETE FROM portico_counters WHERE expires_at <= ?1")?
+            .execute(params![now])?,
     };
     Ok(rows as u64)
+}
+
+/// Removes `name` from the live session `key`, leaving its value in `taken`; answers 1 when it
+/// did. The read and the removal are one step because only the writer thread writes.
+fn run_take(
+    conn: &Connection,
+    key: &StorageKey,
+    name: &str,
+    now: i64,
+    taken: &Mutex<Option<String>>,
+) -> rusqlite::Result<u64> {
+    let data: Option<String> = conn
+        .prepare_cached(
+            "SELECT data FROM portico_session_records WHERE id = ?1 AND expires_at > ?2",
+        )?
+        .query_row(params![key.as_str(), now], |row| row.get(0))
+        .optional()?;
+    let Some(data) = data else {
+        return Ok(0);
+    };
+    let mut map: HashMap<String, String> = serde_json::from_str(&data).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let Some(value) = map.remove(name) else {
+        return Ok(0);
+    };
+    let removal = Changes {
+        set: Vec::new(),
+        remove: vec![name.to_string()],
+    };
+    conn.prepare_cached(
+        "UPDATE portico_session_records SET data = json_patch(data, ?1) WHERE id = ?2",
+    )?
+    .execute(params![patch(&removal), key.as_str()])?;
+    *taken.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+    Ok(1)
+}
+
+/// Adds one to a counter, starting a new one where it is missing or expired; answers its value.
+fn run_incr(conn: &Connection, name: &str, expires_at: i64, now: i64) -> rusqlite::Result<u64> {
+    let count: i64 = conn
+        .prepare_cached(
+            "INSERT INTO portico_counters (name, count, expires_at) VALUES (?1, 1, ?2)
+             ON CONFLICT (name) DO UPDATE SET
+                count = CASE WHEN expires_at <= ?3 THEN 1 ELSE count + 1 END,
+                expires_at = CASE WHEN expires_at <= ?3 THEN excluded.expires_at ELSE expires_at END
+             RETURNING count",
+        )?
+        .query_row(params![name, expires_at, now], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Brings the memory copy in line with a write that committed (or failed).
@@ -359,6 +468,22 @@ fn apply_to_cache(cache: &mut HashMap<StorageKey, Record>, op: &Op, outcome: &Re
             cache.remove(key);
         }
         (Op::DeleteExpired { now }, _) => cache.retain(|_, r| r.expires_at > *now),
+        (Op::Take { key, name, .. }, Ok(1)) => {
+            if let Some(rec) = cache.get_mut(key) {
+                rec.data.remove(name);
+            }
+        }
+        // Nothing was removed, or the outcome is unknown: the next read goes to the database.
+        (Op::Take { key, .. }, _) => {
+            cache.remove(key);
+        }
+        (
+            Op::Incr { .. }
+            | Op::Decr { .. }
+            | Op::DeleteCounter { .. }
+            | Op::DeleteExpiredCounters { .. },
+            _,
+        ) => {}
     }
 }
 
@@ -442,7 +567,55 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
-        self.write(Op::DeleteExpired { now }).await
+        let gone = self.write(Op::DeleteExpired { now }).await?;
+        self.write(Op::DeleteExpiredCounters { now }).await?;
+        Ok(gone)
+    }
+
+    async fn take(
+        &self,
+        key: &StorageKey,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let taken = Arc::new(Mutex::new(None));
+        let won = self
+            .write(Op::Take {
+                key: key.clone(),
+                name: name.to_string(),
+                now,
+                taken: Arc::clone(&taken),
+            })
+            .await?;
+        // Answered only after the commit, so a value seen here is removed for good.
+        let value = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(if won == 1 { value } else { None })
+    }
+
+    async fn incr_counter(&self, name: &str, expires_at: i64, now: i64) -> Result<u64, StoreError> {
+        self.write(Op::Incr {
+            name: name.to_string(),
+            expires_at,
+            now,
+        })
+        .await
+    }
+
+    async fn decr_counter(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        self.write(Op::Decr {
+            name: name.to_string(),
+            now,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete_counter(&self, name: &str) -> Result<(), StoreError> {
+        self.write(Op::DeleteCounter {
+            name: name.to_string(),
+        })
+        .await
+        .map(|_| ())
     }
 }
 

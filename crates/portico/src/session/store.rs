@@ -8,6 +8,15 @@
 //!
 //! Ids reach a store only as a [`StorageKey`], a hash of the cookie value: whoever reads the store's
 //! tables or keys cannot use what they read as a session cookie.
+//!
+//! Two operations decide something once for all servers, inside the store, so parallel requests
+//! cannot each win it:
+//! - [`SessionStore::take`] removes one key of a session and tells the caller whether it was the
+//!   one that removed it (a captcha's one try);
+//! - [`SessionStore::incr_counter`] adds one to a named counter that expires, and answers the new
+//!   count (a login attempt counted against a limit before the password is hashed).
+//!
+//! Counters live beside the sessions so that every server sharing the store shares the counts.
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -111,7 +120,31 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a session; deleting an unknown session is not an error.
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
 
-    /// Deletes the sessions expired at `now` and answers how many went. Stores that expire keys
-    /// by themselves (Redis TTLs) answer 0.
+    /// Deletes the sessions expired at `now` and answers how many went, and deletes the counters
+    /// expired then too. Stores that expire keys by themselves (Redis TTLs) answer 0.
     async fn delete_expired(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Removes `name` from the live session `key` and answers the value it held, in one atomic
+    /// step: of any number of concurrent takes of one key, on any number of servers, exactly one
+    /// answers the value and the others `None`. Answers `None`, changing nothing, when the key is
+    /// not set or the session is unknown, deleted or expired at `now` (a take never brings a
+    /// session back).
+    async fn take(
+        &self,
+        key: &StorageKey,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Adds one to the counter `name` and answers its new value, atomically: `n` concurrent calls
+    /// answer `1..=n` in some order. A counter that does not exist or has expired at `now`
+    /// starts again from zero and expires at `expires_at`; a running one keeps its expiry.
+    async fn incr_counter(&self, name: &str, expires_at: i64, now: i64) -> Result<u64, StoreError>;
+
+    /// Takes one back from the counter `name` (an attempt that turned out not to count). Never
+    /// goes below zero; a counter that does not exist or has expired at `now` stays so.
+    async fn decr_counter(&self, name: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Deletes the counter `name`; deleting an unknown counter is not an error.
+    async fn delete_counter(&self, name: &str) -> Result<(), StoreError>;
 }
