@@ -129,6 +129,7 @@ pub fn session_config(config: &ServeConfig) -> SessionConfig {
         cookie_domain: config.cookie_domain.clone(),
         cookie_secure: config.https,
         idle_timeout: config.session_idle_secs,
+        anonymous_idle_timeout: config.anon_session_idle_secs,
         absolute_timeout: config.session_absolute_secs,
         store_timeout: Duration::from_millis(config.session_store_timeout_ms),
     }

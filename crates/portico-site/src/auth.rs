@@ -1,7 +1,9 @@
 //! Who is logged in: the user's id and name in the session, read on demand.
 //!
-//! Login cycles the session id (so the CSRF secret and any captcha rotate with it) and stores the
-//! user; logout flushes the session, deleting it from the store for every server. The session
+//! Login cycles the session id (so the CSRF secret and any captcha rotate with it), marks the
+//! session as a user's (the session layer then keeps it for the long idle timeout rather than
+//! the anonymous one) and stores the user; logout flushes the session, deleting it from the store
+//! for every server. The session
 //! never holds a password or a hash of one.
 
 use axum::extract::FromRequestParts;
@@ -110,9 +112,11 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Logs `user` in: new session id (against fixation), then the user in the session.
+/// Logs `user` in: new session id (against fixation), the session marked as a user's (so it
+/// gets the long idle timeout instead of the anonymous one), then the user in the session.
 pub async fn login(session: &Session, user: &User) -> Result<(), SessionError> {
     session.cycle_id().await?;
+    session.mark_authenticated().await?;
     session.insert(USER_KEY, user).await
 }
 

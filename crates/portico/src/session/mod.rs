@@ -13,7 +13,9 @@
 //! - a request that never touches the session, or only reads it, sets no cookie (but a read
 //!   refreshes the idle expiry now and then, so an active user stays logged in);
 //! - an idle timeout (default 2 weeks) and an absolute timeout (default 30 days), both checked on
-//!   the server, not only by cookie expiry;
+//!   the server, not only by cookie expiry; a session not marked as a user's
+//!   ([`Session::mark_authenticated`], called at login) gets a short idle timeout instead (default
+//!   1 hour), so visitors who never log in cannot grow the store for weeks;
 //! - [`Session::cycle_id`] (call it at login) moves the data to a new id and deletes the old one;
 //!   [`Session::flush`] (logout) deletes the session from the store, so every server forgets it;
 //! - keys that begin with `__` belong to one id: `cycle_id` and `flush` drop them. The CSRF secret
@@ -65,6 +67,8 @@ use crate::error::ErrorPage;
 
 /// The session key under which [`Session::set_expiry`] keeps a per-session idle timeout.
 const EXPIRY_KEY: &str = "_portico.expiry";
+/// The session key that [`Session::mark_authenticated`] sets: the session is a logged-in user's.
+const AUTHENTICATED_KEY: &str = "_portico.auth";
 
 /// How sessions are kept and how their cookie looks.
 #[derive(Debug, Clone)]
@@ -75,8 +79,13 @@ pub struct SessionConfig {
     pub cookie_domain: Option<String>,
     /// Whether the cookie is `Secure` (set it when the site is served over TLS).
     pub cookie_secure: bool,
-    /// Seconds a session lives without a request (2 weeks).
+    /// Seconds a session lives without a request (2 weeks), once marked as a user's with
+    /// [`Session::mark_authenticated`].
     pub idle_timeout: i64,
+    /// Seconds a session not marked as a user's lives without a request (1 hour; never more than
+    /// `idle_timeout`). Sessions of visitors who never log in (one holding a captcha answer, say)
+    /// go after this, and [`spawn_cleanup`] sweeps them from SQL stores.
+    pub anonymous_idle_timeout: i64,
     /// Seconds a session lives at most, however active (30 days).
     pub absolute_timeout: i64,
     /// How long a store may take before the request gets a 503 (2 s).
@@ -90,6 +99,7 @@ impl Default for SessionConfig {
             cookie_domain: None,
             cookie_secure: false,
             idle_timeout: 14 * 24 * 3600,
+            anonymous_idle_timeout: 3600,
             absolute_timeout: 30 * 24 * 3600,
             store_timeout: Duration::from_secs(2),
         }
@@ -97,11 +107,33 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
-    /// A read-only request refreshes the idle expiry once it is older than this, so reads cost one
-    /// store round trip almost always and a write only every so often.
-    fn refresh_after(&self) -> i64 {
-        (self.idle_timeout / 100).max(60)
+    /// The idle timeout of a session: `idle_timeout` for a user's, the anonymous one otherwise.
+    fn idle_for(&self, authenticated: bool) -> i64 {
+        if authenticated {
+            self.idle_timeout
+        } else {
+            self.anonymous_idle_timeout.min(self.idle_timeout)
+        }
     }
+
+    /// How often [`spawn_cleanup`] should sweep expired sessions: a quarter of the anonymous idle
+    /// timeout (between 1 s and 1 h), so an abandoned session stays in an SQL store at most that
+    /// much longer than its timeout.
+    ///
+    /// ```
+    /// let config = portico::session::SessionConfig::default();
+    /// assert_eq!(config.cleanup_interval(), std::time::Duration::from_secs(900));
+    /// ```
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_secs((self.idle_for(false) / 4).clamp(1, 3600) as u64)
+    }
+}
+
+/// A read-only request refreshes the idle expiry once it is older than this, so reads cost one
+/// store round trip almost always and a write only every so often (every ~3.4 h with an idle
+/// timeout of 2 weeks, every minute with one of an hour).
+fn refresh_after(idle: i64) -> i64 {
+    (idle / 100).max(60).min(idle / 2)
 }
 
 /// How long a session lives when idle; see [`Session::set_expiry`].
@@ -389,6 +421,22 @@ impl Session {
         }
     }
 
+    /// Marks the session as a logged-in user's: from now on it gets the long idle timeout
+    /// ([`SessionConfig::idle_timeout`]) instead of the anonymous one. Call it at login, after
+    /// [`Session::cycle_id`]; [`Session::flush`] at logout makes the next session anonymous again.
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn log_in(session: &Session, user_id: i64) -> Result<(), SessionError> {
+    ///     session.cycle_id().await?;
+    ///     session.mark_authenticated().await?;
+    ///     session.insert("user_id", &user_id).await
+    /// }
+    /// ```
+    pub async fn mark_authenticated(&self) -> Result<(), SessionError> {
+        self.insert(AUTHENTICATED_KEY, &true).await
+    }
+
     /// Whether the view touched the session at all.
     async fn touched(&self) -> bool {
         self.inner.lock().await.loaded
@@ -409,7 +457,7 @@ impl Session {
             .and_then(|j| serde_json::from_str(j).ok());
         let idle = match custom {
             Some(s) if s > 0 => s,
-            _ => cfg.idle_timeout,
+            _ => cfg.idle_for(inner.data.contains_key(AUTHENTICATED_KEY)),
         };
         let browser_session = custom == Some(0);
 
@@ -451,7 +499,7 @@ impl Session {
                         .map(|(k, _)| k.clone())
                         .collect(),
                 };
-                let stale = inner.expires_at - now < idle - cfg.refresh_after();
+                let stale = inner.expires_at - now < idle - refresh_after(idle);
                 if !changes.is_empty() || stale {
                     let expires_at = (now + idle).min(inner.created_at + cfg.absolute_timeout);
                     if self
@@ -827,6 +875,7 @@ mod tests {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
+        s.mark_authenticated().await.unwrap();
         s.insert("user", "ada").await.unwrap();
         let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
@@ -850,6 +899,7 @@ mod tests {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
+        s.mark_authenticated().await.unwrap();
         s.insert("user", "ada").await.unwrap();
         let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
@@ -901,6 +951,7 @@ mod tests {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
+        s.mark_authenticated().await.unwrap();
         s.insert("user", "ada").await.unwrap();
         let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
@@ -916,5 +967,94 @@ mod tests {
             }
         }
         panic!("session outlived the absolute timeout");
+    }
+    fn max_age(set_cookie: &str) -> Option<i64> {
+        set_cookie
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("Max-Age="))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_session_not_marked_as_a_users_goes_after_the_short_idle_timeout() {
+        let clock = Clock::manual(1_000);
+        let (layer, store) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("__captcha", "answer").await.unwrap();
+        let resp = saved(&s).await;
+        let c = set_cookie(&resp).unwrap();
+        assert_eq!(max_age(&c), Some(3600), "{c}");
+        let id = id_from(&c);
+        clock.advance(3600 - 1);
+        assert!(session_for(&layer, Some(&id))
+            .contains("__captcha")
+            .await
+            .unwrap());
+        clock.advance(3600);
+        assert!(!session_for(&layer, Some(&id))
+            .contains("__captcha")
+            .await
+            .unwrap());
+        assert_eq!(store.delete_expired(clock.now()).await.unwrap(), 1);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reads_keep_an_anonymous_session_alive_past_its_short_timeout() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("k", "v").await.unwrap();
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+        // A read every 40 minutes for 4 hours: each one pushes the hour forward.
+        for _ in 0..6 {
+            clock.advance(40 * 60);
+            let s = session_for(&layer, Some(&id));
+            assert!(s.contains("k").await.unwrap(), "at {}", clock.now());
+            saved(&s).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn login_marks_the_session_and_gives_it_the_long_idle_timeout() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("__captcha", "answer").await.unwrap();
+        let anon = id_from(&set_cookie(&saved(&s).await).unwrap());
+
+        let s = session_for(&layer, Some(&anon));
+        s.cycle_id().await.unwrap();
+        s.mark_authenticated().await.unwrap();
+        s.insert("user", "ada").await.unwrap();
+        let c = set_cookie(&saved(&s).await).unwrap();
+        assert_eq!(max_age(&c), Some(14 * 24 * 3600), "{c}");
+        let user = id_from(&c);
+        clock.advance(13 * 24 * 3600);
+        let s = session_for(&layer, Some(&user));
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ada")
+        );
+
+        // Logout flushes the mark with everything else: the next session is anonymous again.
+        s.flush().await.unwrap();
+        s.insert("k", "v").await.unwrap();
+        let c = set_cookie(&saved(&s).await).unwrap();
+        assert_eq!(max_age(&c), Some(3600), "{c}");
+    }
+
+    #[test]
+    fn the_sweep_runs_four_times_per_anonymous_timeout() {
+        let mut config = SessionConfig::default();
+        assert_eq!(config.cleanup_interval(), Duration::from_secs(900));
+        config.anonymous_idle_timeout = 2;
+        assert_eq!(config.cleanup_interval(), Duration::from_secs(1));
+        config.anonymous_idle_timeout = 30 * 24 * 3600;
+        assert_eq!(
+            config.cleanup_interval(),
+            Duration::from_secs(3600),
+            "bounded by the (shorter) idle timeout, then by an hour"
+        );
     }
 }
