@@ -201,6 +201,10 @@ struct Inner {
     changes: HashMap<String, Option<String>>,
     /// Sessions to delete on the way out (after `cycle_id` or `flush`).
     doomed: Vec<StorageKey>,
+    /// `cycle_id` or `flush` was called in this request.
+    rotated: bool,
+    /// [`Session::discard_writes`] was called: nothing is written and no cookie set.
+    discard: bool,
 }
 
 struct Shared {
@@ -387,6 +391,7 @@ impl Session {
         }
         inner.data.clear();
         inner.changes.clear();
+        inner.rotated = true;
         Ok(())
     }
 
@@ -399,6 +404,7 @@ impl Session {
         }
         inner.data.retain(|k, _| !k.starts_with("__"));
         inner.changes.clear();
+        inner.rotated = true;
         Ok(())
     }
 
@@ -437,6 +443,40 @@ impl Session {
         self.insert(AUTHENTICATED_KEY, &true).await
     }
 
+    /// What this request has done with its session so far, read without touching the store.
+    ///
+    /// The CSRF layer asks it on the way out, to know whether a visitor's secret now lives in a
+    /// session (see [`crate::csrf`]).
+    pub async fn status(&self) -> Status {
+        let inner = self.inner.lock().await;
+        if !inner.loaded {
+            Status::Untouched
+        } else if inner.rotated {
+            if inner.data.is_empty() {
+                Status::Ended
+            } else {
+                Status::Renewed
+            }
+        } else if inner.id.is_some() {
+            Status::Kept
+        } else if inner.data.is_empty() {
+            Status::Absent
+        } else {
+            Status::Started
+        }
+    }
+
+    /// Drops every change this request makes to the session, before this call and after: on the
+    /// way out nothing is written to the store (no session created, changed, refreshed or
+    /// deleted) and no session cookie is set. Reads still work.
+    ///
+    /// The CSRF layer calls it on a refused request before showing its form again: a refused
+    /// request changes nothing, so another site's post (which arrives without the visitor's
+    /// `SameSite` cookie) can never replace the visitor's session cookie with a new one.
+    pub async fn discard_writes(&self) {
+        self.inner.lock().await.discard = true;
+    }
+
     /// Whether the view touched the session at all.
     async fn touched(&self) -> bool {
         self.inner.lock().await.loaded
@@ -446,6 +486,10 @@ impl Session {
     async fn save(&self, resp: &mut Response) -> Result<(), SessionError> {
         let mut inner = self.inner.lock().await;
         if !inner.loaded {
+            return Ok(());
+        }
+        if inner.discard {
+            keep_private(resp);
             return Ok(());
         }
         let cfg = &self.shared.config;
@@ -544,11 +588,30 @@ impl Session {
     }
 }
 
+/// What a request has done with its session; see [`Session::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not read in this request: nothing is written and no cookie set.
+    Untouched,
+    /// There is no session: none came with the request (or the one its cookie named is gone),
+    /// and nothing is stored.
+    Absent,
+    /// A session begins with this request: none came with it, something is stored, and neither
+    /// `cycle_id` nor `flush` was called. It is created on the way out.
+    Started,
+    /// The session that came with the request goes on under its id.
+    Kept,
+    /// `cycle_id` (or `flush`, then a new write) was called: the data goes on under a new id.
+    Renewed,
+    /// `flush` (or `cycle_id` of an empty session) was called: no session remains.
+    Ended,
+}
+
 /// Marks a response that read the session as this visitor's own: no cache may store it (a
 /// shared cache would hand one person's page, or CSRF token, to the next; a browser cache would
 /// show a logged-in page again after logout with the back button), and `Vary: Cookie` tells
 /// caches that the answer depends on the cookie. A view that set `Cache-Control` keeps its own.
-fn keep_private(resp: &mut Response) {
+pub(crate) fn keep_private(resp: &mut Response) {
     let h = resp.headers_mut();
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(
@@ -1056,5 +1119,72 @@ mod tests {
             Duration::from_secs(3600),
             "bounded by the (shorter) idle timeout, then by an hour"
         );
+    }
+
+    #[tokio::test]
+    async fn status_says_what_the_request_did_with_the_session() {
+        let (layer, _) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        assert_eq!(s.status().await, Status::Untouched);
+        assert_eq!(s.get::<String>("k").await.unwrap(), None);
+        assert_eq!(s.status().await, Status::Absent);
+        s.insert("k", "v").await.unwrap();
+        assert_eq!(s.status().await, Status::Started);
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+
+        let kept = session_for(&layer, Some(&id));
+        kept.get::<String>("k").await.unwrap();
+        assert_eq!(kept.status().await, Status::Kept);
+        kept.cycle_id().await.unwrap();
+        assert_eq!(kept.status().await, Status::Renewed);
+        let id = id_from(&set_cookie(&saved(&kept).await).unwrap());
+
+        let ended = session_for(&layer, Some(&id));
+        ended.flush().await.unwrap();
+        assert_eq!(ended.status().await, Status::Ended);
+
+        // Logging in without a session first is a renewal, never a start.
+        let fresh = session_for(&layer, None);
+        fresh.cycle_id().await.unwrap();
+        fresh.insert("user", "ada").await.unwrap();
+        assert_eq!(fresh.status().await, Status::Renewed);
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_writes_are_discarded_is_not_created_and_sets_no_cookie() {
+        let (layer, store) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        s.insert("visits", &1).await.unwrap();
+        s.discard_writes().await;
+        s.insert("more", &2).await.unwrap();
+        let resp = saved(&s).await;
+        assert!(set_cookie(&resp).is_none());
+        assert!(store.is_empty());
+
+        // Nor is a stale cookie removed: the response sets no cookie at all.
+        let stale = session_for(&layer, Some(&"A".repeat(43)));
+        stale.discard_writes().await;
+        assert_eq!(stale.get::<String>("k").await.unwrap(), None);
+        assert!(set_cookie(&saved(&stale).await).is_none());
+    }
+
+    #[tokio::test]
+    async fn discarded_writes_leave_a_session_that_came_with_the_request_as_it_was() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("k", "v").await.unwrap();
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+        // Late enough that a read would refresh the idle expiry.
+        clock.advance(3000);
+        let s = session_for(&layer, Some(&id));
+        s.discard_writes().await;
+        s.insert("k2", "v2").await.unwrap();
+        s.flush().await.unwrap();
+        let resp = saved(&s).await;
+        assert!(set_cookie(&resp).is_none());
+        let again = session_for(&layer, Some(&id));
+        assert!(again.contains("k").await.unwrap());
+        assert!(!again.contains("k2").await.unwrap());
     }
 }
