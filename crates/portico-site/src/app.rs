@@ -145,7 +145,8 @@ pub fn router(parts: Parts) -> Router {
     } = parts;
     let config = state.config.clone();
     let csrf_config = state.csrf.clone();
-    let mut csrf = CsrfLayer::new((*csrf_config).clone());
+    // Signed with the site's key, so every server sharing it accepts the others' CSRF cookies.
+    let mut csrf = CsrfLayer::new((*csrf_config).clone()).with_secret_key(&secret);
     for r in ROUTES.iter().filter(|r| r.csrf_exempt) {
         csrf = csrf.exempt(r.path);
     }
