@@ -6,8 +6,9 @@ are exactly what a browser would hold:
 
   seed.py seed  BASE POOLFILE [--sessions N]
       writes session pools for bench/lib/pool.lua. Pools "visit" and "post": anonymous sessions
-      made by a first GET of the login form, each with the CSRF token that page carried (the
-      token is bound to that session).
+      made as a browser makes them, by a first GET of the login form and then of its captcha
+      image (a form alone starts no session: its CSRF secret is in a cookie, which the session
+      then takes over), each with the CSRF token the form carried.
   seed.py login BASE POOLFILE --user NAME --password PW [--notes N] [--sessions N]
       appends pool "user": sessions of NAME logged in through the login form (the server runs in
       captcha test mode while seeding), after NAME got N notes through /notes/new/.
@@ -149,9 +150,12 @@ def cmd_seed(a):
         for _ in range(a.sessions):
             c = Client(a.base)
             path, token = form_page(c)
+            if SESSION_COOKIE not in c.cookies:
+                # The form's captcha image is what starts a visitor's session.
+                c.request("GET", "/captcha/")
             sid = c.cookies.get(SESSION_COOKIE)
             if not sid:
-                raise SystemExit(f"GET {path} set no {SESSION_COOKIE} cookie")
+                raise SystemExit(f"GET {path} and its captcha set no {SESSION_COOKIE} cookie")
             lines.append(f"{pool_name}\t{SESSION_COOKIE}={sid}\t{token}")
     with open(a.poolfile, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -95,6 +95,9 @@ CSRF_REASONS = (
     "cross_site",
     "bad_origin",
     "bad_referer",
+    "cookie_missing",
+    "cookie_invalid",
+    "cookie_expired",
 )
 RATE_LIMIT_SCOPES = (
     "login_ip",

@@ -129,6 +129,7 @@ pub fn session_config(config: &ServeConfig) -> SessionConfig {
         cookie_domain: config.cookie_domain.clone(),
         cookie_secure: config.https,
         idle_timeout: config.session_idle_secs,
+        anonymous_idle_timeout: config.anon_session_idle_secs,
         absolute_timeout: config.session_absolute_secs,
         store_timeout: Duration::from_millis(config.session_store_timeout_ms),
         max_keys: config.session_max_keys,
@@ -146,7 +147,8 @@ pub fn router(parts: Parts) -> Router {
     } = parts;
     let config = state.config.clone();
     let csrf_config = state.csrf.clone();
-    let mut csrf = CsrfLayer::new((*csrf_config).clone());
+    // Signed with the site's key, so every server sharing it accepts the others' CSRF cookies.
+    let mut csrf = CsrfLayer::new((*csrf_config).clone()).with_secret_key(&secret);
     for r in ROUTES.iter().filter(|r| r.csrf_exempt) {
         csrf = csrf.exempt(r.path);
     }

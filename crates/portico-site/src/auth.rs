@@ -1,9 +1,11 @@
 //! Who is logged in: the user's id and name in the session, read on demand.
 //!
-//! Login cycles the session id (so the CSRF secret and any captcha rotate with it) and stores the
-//! user; when the session already belongs to another user, login flushes it instead, so nothing
-//! the first user left in it reaches the second. Logout flushes the session, deleting it from the
-//! store for every server. The session never holds a password or a hash of one.
+//! Login cycles the session id (so the CSRF secret and any captcha rotate with it), marks the
+//! session as a user's (the session layer then keeps it for the long idle timeout rather than the
+//! anonymous one) and stores the user; when the session already belongs to another user, login
+//! flushes it instead of cycling, so nothing the first user left in it reaches the second. Logout
+//! flushes the session, deleting it from the store for every server. The session never holds a
+//! password or a hash of one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -111,7 +113,8 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Logs `user` in: a new session id (against fixation), then the user in the session. A session
+/// Logs `user` in: a new session id (against fixation), the session marked as a user's (so it gets
+/// the long idle timeout instead of the anonymous one), then the user in the session. A session
 /// that is anonymous or already this user's keeps its data; one that belongs to someone else is
 /// flushed first (new id, nothing kept), as on a shared computer where the next person logs in
 /// without logging the first one out.
@@ -127,6 +130,7 @@ pub async fn login(session: &Session, user: &User) -> Result<(), SessionError> {
     } else {
         session.flush().await?;
     }
+    session.mark_authenticated().await?;
     session.insert(USER_KEY, user).await
 }
 

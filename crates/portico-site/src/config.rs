@@ -77,9 +77,13 @@ pub struct ServeConfig {
     #[arg(long, env = "PORTICO_HTTPS", default_value_t = false)]
     pub https: bool,
 
-    /// Seconds a session lives without a request (default 2 weeks).
+    /// Seconds a logged-in user's session lives without a request (default 2 weeks).
     #[arg(long, env = "PORTICO_SESSION_IDLE_SECS", default_value_t = 14 * 24 * 3600)]
     pub session_idle_secs: i64,
+
+    /// Seconds a session of a visitor who is not logged in lives without a request (default 1 hour).
+    #[arg(long, env = "PORTICO_ANON_SESSION_IDLE_SECS", default_value_t = 3600)]
+    pub anon_session_idle_secs: i64,
 
     /// Seconds a session lives at most (default 30 days).
     #[arg(long, env = "PORTICO_SESSION_ABSOLUTE_SECS", default_value_t = 30 * 24 * 3600)]

@@ -38,7 +38,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use portico::captcha::{CaptchaConfig, Mode, Style};
@@ -350,7 +349,10 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         )),
         events: events.clone(),
     };
-    let cleanup = session::spawn_cleanup(store.clone(), Duration::from_secs(3600), clock);
+    // Expired sessions leave SQL stores a quarter of the anonymous timeout after they expire at
+    // the latest, so visitors who never log in cannot pile up sessions for long.
+    let every = app::session_config(&config).cleanup_interval();
+    let cleanup = session::spawn_cleanup(store.clone(), every, clock);
     let router = app::router(app::Parts {
         state,
         templates: templates(&config),

@@ -366,9 +366,15 @@ async fn login_cycles_the_session_id() {
         .send()
         .await
         .expect("GET");
-    let before = session_cookie(&form).expect("the form's token needs a session");
+    assert_eq!(
+        session_cookie(&form),
+        None,
+        "a form alone starts no session"
+    );
     let token = common::csrf_token(&form.text().await.expect("body"));
-    new_captcha(&c, &app).await;
+    // The captcha's answer is what starts the visitor's session.
+    let image = c.get(app.url("/captcha/")).send().await.expect("GET");
+    let before = session_cookie(&image).expect("the captcha starts a session");
     let r = post(
         &c,
         &app,

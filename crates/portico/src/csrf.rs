@@ -1,4 +1,5 @@
-//! CSRF protection, on for every unsafe request, bound to the server-side session.
+//! CSRF protection, on for every unsafe request, bound to the visitor: to their session once they
+//! have one, to a signed cookie before that.
 //!
 //! Django keeps the CSRF secret in a cookie that lives a year, so a token copied out of a page's
 //! source stays good for that long. Portico keeps the secret in the session instead, under a `__`
@@ -11,6 +12,20 @@
 //!   logout (the id, and so the secret, has changed);
 //! - any unexpired token of the current session is accepted, so several open tabs keep working.
 //!
+//! A visitor with no session (a first look at the login form) is not given one just to hold the
+//! secret: it lives in a signed, `HttpOnly` cookie that expires like a token (see [`cookie`] for
+//! its format), and that visitor's tokens are good only with that cookie. Which secret counts:
+//!
+//! - a request whose session cookie names a live session: the session's secret, and only it (a
+//!   session without one refuses every token);
+//! - any other request: the cookie's secret.
+//!
+//! When a session begins for a visitor who holds the cookie (the captcha image stores its answer
+//! in one), the new session takes the cookie's secret, so the pages already open keep working; the
+//! cookie stays, and carries those pages on if that short-lived session expires. A session given a
+//! new id (`cycle_id`, at login) or flushed (logout) never takes it, and the cookie is deleted
+//! then: a token from before login or logout is refused after it, as with sessions alone.
+//!
 //! [`CsrfLayer`] checks POST, PUT, PATCH and DELETE. First the browser's word about where the
 //! request comes from: `Sec-Fetch-Site: cross-site` is refused, an `Origin` that is neither the
 //! site's own nor trusted is refused (`null` included), and over HTTPS a request with neither
@@ -18,10 +33,14 @@
 //! or the `X-CSRFToken` header, compared in constant time. GET, HEAD, OPTIONS and TRACE are never
 //! checked and must never change state.
 //!
-//! A refused form post is shown again: the layer turns it into a GET of the same page carrying a
-//! [`Rejected`] extension (the submitted fields minus passwords, and the reason), and answers the
-//! page with status 403. The view's GET handler reads [`Rejected`] through [`Resubmitted`] to
-//! fill the form in again; nothing the POST handler would do happens.
+//! A refused request changes nothing: it creates no session and sets or deletes no cookie, so
+//! another site's post (which arrives without the visitor's `SameSite` cookies) can neither log the
+//! visitor out nor replace their secret. A form post refused for its token is shown again: the
+//! layer turns it into a GET of the same page carrying a [`Rejected`] extension (the submitted
+//! fields minus passwords, and the reason), and answers the page with status 403. The view's GET
+//! handler reads [`Rejected`] through [`Resubmitted`] to fill the form in again; nothing the POST
+//! handler would do happens. A post refused for where it came from is not shown again (its fields
+//! are another site's): it gets a 403 page that says why.
 //!
 //! Wrap the whole router with the layer (`ServiceBuilder::new().layer(csrf).service(router)`), not
 //! with `Router::layer`, which wraps each handler on its own: the re-shown form needs the router to
@@ -29,6 +48,8 @@
 //!
 //! Exemptions are explicit, per route, in code: [`CsrfLayer::exempt`] takes a path pattern, and the
 //! route table (`portico routes`) shows it.
+
+pub mod cookie;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,7 +69,12 @@ use subtle::ConstantTimeEq;
 use crate::clock::Clock;
 use crate::error::ErrorPage;
 use crate::params::{collect_body, form_kind, BodyLimit, Params, QueryDict, DEFAULT_BODY_LIMIT};
-use crate::session::{Session, SessionError};
+use crate::secret::SecretKey;
+use crate::session::{self, Session, SessionError, Status};
+
+use cookie::CookieSettings;
+pub(crate) use cookie::VisitorSecret;
+pub use cookie::{COOKIE_NAME, SECURE_COOKIE_NAME};
 
 /// The session key of the CSRF secret; the `__` prefix makes it rotate with the session id.
 pub const SECRET_KEY: &str = "__csrf";
@@ -82,6 +108,14 @@ pub enum Reason {
     BadOrigin,
     /// Over HTTPS without `Origin`: the `Referer` is missing or from elsewhere.
     BadReferer,
+    /// No session, and no secret cookie either (cookies blocked, or the page is from before a
+    /// logout or from long ago).
+    NoCookie,
+    /// A secret cookie this site did not make: changed, signed with another key, set under
+    /// another name, or sent twice.
+    BadCookie,
+    /// A secret cookie past its lifetime.
+    CookieExpired,
 }
 
 impl Reason {
@@ -95,6 +129,9 @@ impl Reason {
             Reason::CrossSite => "cross_site",
             Reason::BadOrigin => "bad_origin",
             Reason::BadReferer => "bad_referer",
+            Reason::NoCookie => "cookie_missing",
+            Reason::BadCookie => "cookie_invalid",
+            Reason::CookieExpired => "cookie_expired",
         }
     }
 
@@ -108,6 +145,24 @@ impl Reason {
             Reason::CrossSite => "The request came from another web site, so it was refused. If you meant to do this, go to this site and do it here.",
             Reason::BadOrigin => "The request came from a page that is not part of this site, so it was refused.",
             Reason::BadReferer => "The request did not say which page it came from, which a secure form must. Reload the page and try again.",
+            Reason::NoCookie => "This form's security cookie is missing: the form was opened before you logged in or out, or your browser does not keep this site's cookies. Allow cookies for this site, open the page again and send the form from there.",
+            Reason::BadCookie => "The security cookie your browser sent is damaged or was not made by this site. Open the page again and send the form from there.",
+            Reason::CookieExpired => "This form's security cookie has expired. Check your input, open the page again and send the form from there.",
+        }
+    }
+
+    /// Whether the refusal is about where the request came from (its fields are then another
+    /// page's, so the form is not shown again with them) rather than about its token.
+    fn is_about_source(self) -> bool {
+        match self {
+            Reason::CrossSite | Reason::BadOrigin | Reason::BadReferer => true,
+            Reason::Missing
+            | Reason::Malformed
+            | Reason::Expired
+            | Reason::Foreign
+            | Reason::NoCookie
+            | Reason::BadCookie
+            | Reason::CookieExpired => false,
         }
     }
 }
@@ -183,14 +238,7 @@ pub fn mint(secret: &[u8], now: i64) -> String {
 /// assert_eq!(verify(Some(&secret), "nonsense", 1_060, 3600), Err(Reason::Malformed));
 /// ```
 pub fn verify(secret: Option<&[u8]>, token: &str, now: i64, ttl: i64) -> Result<(), Reason> {
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(Reason::Missing);
-    }
-    let raw = b64().decode(token).map_err(|_| Reason::Malformed)?;
-    if raw.len() != TOKEN_LEN {
-        return Err(Reason::Malformed);
-    }
+    let raw = parse(token)?;
     let Some(secret) = secret else {
         return Err(Reason::Foreign);
     };
@@ -212,6 +260,37 @@ pub fn verify(secret: Option<&[u8]>, token: &str, now: i64, ttl: i64) -> Result<
     Ok(())
 }
 
+/// A token's bytes, or why it is not one.
+fn parse(token: &str) -> Result<Vec<u8>, Reason> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Reason::Missing);
+    }
+    let raw = b64().decode(token).map_err(|_| Reason::Malformed)?;
+    if raw.len() != TOKEN_LEN {
+        return Err(Reason::Malformed);
+    }
+    Ok(raw)
+}
+
+/// Checks `token` against `secret`, or says why there is no secret to check it against. A token
+/// that says it is past its lifetime is called expired first: "the form was open too long" is
+/// the truer answer for a visitor whose cookie the browser dropped meanwhile.
+fn check(secret: Result<&[u8], Reason>, token: &str, now: i64, ttl: i64) -> Result<(), Reason> {
+    match secret {
+        Ok(secret) => verify(Some(secret), token, now, ttl),
+        Err(reason) => {
+            let raw = parse(token)?;
+            let mut t = [0u8; TIME_LEN];
+            t.copy_from_slice(&raw[NONCE_LEN..NONCE_LEN + TIME_LEN]);
+            if now - u64::from_be_bytes(t) as i64 > ttl {
+                return Err(Reason::Expired);
+            }
+            Err(reason)
+        }
+    }
+}
+
 async fn session_secret(session: &Session) -> Result<Option<Vec<u8>>, SessionError> {
     let stored: Option<String> = session.get(SECRET_KEY).await?;
     Ok(stored.and_then(|s| b64().decode(s).ok()))
@@ -231,6 +310,87 @@ pub async fn ensure_secret(session: &Session) -> Result<Vec<u8>, SessionError> {
 /// The secret if the session already has one, without creating a session for a new visitor.
 pub async fn existing_secret(session: &Session) -> Result<Option<Vec<u8>>, SessionError> {
     session_secret(session).await
+}
+
+/// The secret a page of a live (or starting) session mints its tokens from, made if needed. A
+/// session that begins in this request takes the secret the visitor's cookie holds, so that the
+/// pages they already have open keep working; any other session gets a secret of its own.
+pub(crate) async fn session_secret_for_page(
+    session: &Session,
+    visitor: Option<&VisitorSecret>,
+) -> Result<Vec<u8>, SessionError> {
+    if let Some(secret) = session_secret(session).await? {
+        return Ok(secret);
+    }
+    if session.status().await == Status::Started {
+        if let Some(secret) = visitor.and_then(VisitorSecret::current) {
+            session.insert(SECRET_KEY, &b64().encode(secret)).await?;
+            return Ok(secret.to_vec());
+        }
+    }
+    ensure_secret(session).await
+}
+
+/// The secret a token of this request must have been minted from, or why there is none: a live
+/// session's (only), else the visitor's cookie's.
+async fn secret_to_check(
+    session: &Session,
+    visitor: &VisitorSecret,
+) -> Result<Result<Vec<u8>, Reason>, SessionError> {
+    if session.cookie_id().await.is_some() {
+        if let Some(secret) = session_secret(session).await? {
+            return Ok(Ok(secret));
+        }
+        if session.id().await?.is_some() {
+            return Ok(Err(Reason::Foreign));
+        }
+    }
+    Ok(visitor.for_check().map(|s| s.to_vec()))
+}
+
+/// On the way out of a request that was not refused: gives a session that begins here the
+/// visitor's secret, and sets, renews or deletes the secret cookie.
+///
+/// The cookie stays while a session holds its very secret (a visitor's short-lived anonymous
+/// session: if it expires, the pages they have open still work with the cookie alone), and goes
+/// when the session gets a secret of its own: at login (`cycle_id`) and logout (`flush`).
+async fn finish(
+    visitor: &VisitorSecret,
+    session: Option<&Session>,
+    resp: &mut Response,
+) -> Result<(), SessionError> {
+    let status = match session {
+        Some(s) => s.status().await,
+        None => Status::Untouched,
+    };
+    match (status, session) {
+        // A cookie made before a login in this very request must not outlive it either.
+        (Status::Renewed, _) => {
+            if visitor.carried() {
+                visitor.delete_cookie(resp);
+            }
+        }
+        (Status::Ended, _) => {
+            if !visitor.set_cookie(resp) && visitor.carried() {
+                visitor.delete_cookie(resp);
+            }
+        }
+        (Status::Started, Some(session)) => {
+            if !session.contains(SECRET_KEY).await? {
+                if let Some(secret) = visitor.current() {
+                    session.insert(SECRET_KEY, &b64().encode(secret)).await?;
+                }
+            }
+            visitor.set_cookie(resp);
+        }
+        _ => {
+            visitor.set_cookie(resp);
+        }
+    }
+    if visitor.used() {
+        session::keep_private(resp);
+    }
+    Ok(())
 }
 
 /// A fresh token for `session` (creating its secret if needed), for a form or `fetch()`.
@@ -289,15 +449,47 @@ fn is_secret_field(name: &str) -> bool {
 pub struct CsrfLayer {
     config: Arc<CsrfConfig>,
     exempt: Arc<Vec<String>>,
+    cookie: Arc<CookieSettings>,
 }
 
 impl CsrfLayer {
     /// A layer with these settings and no exemptions.
+    ///
+    /// The secret cookie of visitors without a session is signed with a key made at random here,
+    /// which only this process knows: enough for one server. Servers that share visitors (behind
+    /// one load balancer) must sign with the site's key: see [`CsrfLayer::with_secret_key`].
     pub fn new(config: CsrfConfig) -> Self {
+        let mut key = [0u8; 64];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let cookie = CookieSettings::new(key, config.https, config.token_ttl);
         Self {
             config: Arc::new(config),
             exempt: Arc::new(Vec::new()),
+            cookie: Arc::new(cookie),
         }
+    }
+
+    /// Signs the secret cookie with a key derived from the site's secret key, so that every server
+    /// sharing that key accepts the cookies of the others.
+    ///
+    /// ```
+    /// use portico::csrf::{CsrfConfig, CsrfLayer};
+    /// use portico::secret::SecretKey;
+    /// let key = SecretKey::generate();
+    /// let layer = CsrfLayer::new(CsrfConfig::default()).with_secret_key(&key);
+    /// ```
+    pub fn with_secret_key(mut self, key: &SecretKey) -> Self {
+        self.cookie = Arc::new(CookieSettings::new(
+            key.derive(cookie::KEY_LABEL),
+            self.config.https,
+            self.config.token_ttl,
+        ));
+        self
+    }
+
+    /// The name of the secret cookie: `__Host-csrfsecret` over HTTPS, `csrfsecret` otherwise.
+    pub fn cookie_name(&self) -> &'static str {
+        self.cookie.name()
     }
 
     /// Exempts the routes matching `pattern` (axum syntax: `{name}` matches one path segment).
@@ -460,10 +652,19 @@ where
         std::mem::swap(&mut inner, &mut self.inner);
         let layer = self.layer.clone();
         Box::pin(async move {
-            if !is_unsafe(req.method()) || layer.is_exempt(req.uri().path()) {
-                return inner.call(req).await;
-            }
             let config = &layer.config;
+            let visitor =
+                VisitorSecret::new(layer.cookie.clone(), req.headers(), config.clock.now());
+            let mut req = req;
+            req.extensions_mut().insert(visitor.clone());
+            let session = req.extensions().get::<Session>().cloned();
+            if !is_unsafe(req.method()) || layer.is_exempt(req.uri().path()) {
+                let mut resp = inner.call(req).await?;
+                if let Err(e) = finish(&visitor, session.as_ref(), &mut resp).await {
+                    return Ok(e.into_response());
+                }
+                return Ok(resp);
+            }
             let origin = header_str(req.headers(), header::ORIGIN).map(str::to_string);
             let (mut parts, body) = req.into_parts();
 
@@ -487,6 +688,14 @@ where
                 (None, body)
             };
 
+            let Some(session) = session else {
+                tracing::error!("CsrfLayer runs without SessionLayer outside it");
+                return Ok(ErrorPage::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
+                )
+                .into_response());
+            };
             let verdict = match config.check_source(&parts.headers) {
                 Err(r) => Err(r),
                 Ok(()) => {
@@ -498,28 +707,19 @@ where
                                 .and_then(|p| p.form.get(FORM_FIELD).map(str::to_string))
                         })
                         .unwrap_or_default();
-                    let Some(session) = parts.extensions.get::<Session>().cloned() else {
-                        tracing::error!("CsrfLayer runs without SessionLayer outside it");
-                        return Ok(ErrorPage::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-                        )
-                        .into_response());
-                    };
-                    let secret = if given.is_empty() {
-                        None
-                    } else {
-                        match existing_secret(&session).await {
-                            Ok(s) => s,
+                    // Only a token worth checking costs a look at the session.
+                    match parse(&given) {
+                        Err(r) => Err(r),
+                        Ok(_) => match secret_to_check(&session, &visitor).await {
+                            Ok(secret) => check(
+                                secret.as_deref().map_err(|r| *r),
+                                &given,
+                                config.clock.now(),
+                                config.token_ttl,
+                            ),
                             Err(e) => return Ok(e.into_response()),
-                        }
-                    };
-                    verify(
-                        secret.as_deref(),
-                        &given,
-                        config.clock.now(),
-                        config.token_ttl,
-                    )
+                        },
+                    }
                 }
             };
 
@@ -528,17 +728,30 @@ where
                     if let Some(p) = params {
                         parts.extensions.insert(p);
                     }
-                    inner.call(Request::from_parts(parts, body)).await
+                    let mut resp = inner.call(Request::from_parts(parts, body)).await?;
+                    if let Err(e) = finish(&visitor, Some(&session), &mut resp).await {
+                        return Ok(e.into_response());
+                    }
+                    Ok(resp)
                 }
                 Err(reason) => {
                     tracing::info!(reason = reason.code(), path = %parts.uri.path(), "CSRF check refused a request");
                     let refused = Refused { reason, origin };
+                    // Nothing of this request may reach the store or a cookie: a post from
+                    // another site arrives without the visitor's cookies, and an answer that set
+                    // one would replace theirs.
+                    session.discard_writes().await;
                     let mut resp = match params {
-                        Some(p) => reshow_form(inner, parts, p, reason).await,
-                        None => {
+                        Some(p) if !reason.is_about_source() => {
+                            reshow_form(inner, parts, p, reason).await
+                        }
+                        _ => {
                             ErrorPage::new(StatusCode::FORBIDDEN, reason.message()).into_response()
                         }
                     };
+                    if visitor.used() {
+                        session::keep_private(&mut resp);
+                    }
                     resp.extensions_mut().insert(refused);
                     Ok(resp)
                 }
@@ -593,6 +806,9 @@ pub fn reasons() -> HashMap<&'static str, &'static str> {
         Reason::CrossSite,
         Reason::BadOrigin,
         Reason::BadReferer,
+        Reason::NoCookie,
+        Reason::BadCookie,
+        Reason::CookieExpired,
     ]
     .into_iter()
     .map(|r| (r.code(), r.message()))
@@ -655,6 +871,40 @@ mod tests {
     fn token_without_a_session_secret_is_foreign() {
         let t = mint(&[1u8; 32], 100);
         assert_eq!(verify(None, &t, 100, 10), Err(Reason::Foreign));
+    }
+
+    #[test]
+    fn without_a_secret_an_old_token_is_expired_and_a_fresh_one_says_why() {
+        let t = mint(&[1u8; 32], 100);
+        assert_eq!(
+            check(Err(Reason::NoCookie), &t, 111, 10),
+            Err(Reason::Expired)
+        );
+        assert_eq!(
+            check(Err(Reason::NoCookie), &t, 105, 10),
+            Err(Reason::NoCookie)
+        );
+        assert_eq!(
+            check(Err(Reason::BadCookie), &t, 105, 10),
+            Err(Reason::BadCookie)
+        );
+        assert_eq!(
+            check(Err(Reason::NoCookie), "", 105, 10),
+            Err(Reason::Missing)
+        );
+        assert_eq!(
+            check(Err(Reason::NoCookie), "x!", 105, 10),
+            Err(Reason::Malformed)
+        );
+        assert_eq!(check(Ok(&[1u8; 32]), &t, 105, 10), Ok(()));
+        assert_eq!(check(Ok(&[2u8; 32]), &t, 105, 10), Err(Reason::Foreign));
+    }
+
+    #[test]
+    fn every_reason_has_its_own_code_and_a_message() {
+        let all = reasons();
+        assert_eq!(all.len(), 10);
+        assert!(all.values().all(|m| m.ends_with('.')));
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! socket -> hyper/axum -> request id, client address, event log   (events::EventLayer)
 //!        -> cookies                 (cookies::CookieLayer: read Cookie, collect Set-Cookie)
 //!        -> session, lazily loaded  (session::SessionLayer: no I/O until a view or CSRF asks)
-//!        -> CSRF check              (csrf::CsrfLayer: unsafe methods only; reads the session)
+//!        -> CSRF check              (csrf::CsrfLayer: unsafe methods only; the session's secret,
+//!                                    or the CSRF cookie of a visitor without a session)
 //!        -> router -> view (Params, Session, Cookies, database) -> template (template::Templates)
-//!        <- CSRF                    (a refused form is shown again, with its input kept)
+//!        <- CSRF                    (a refused form is shown again, with its input kept; the
+//!                                    CSRF cookie is set, renewed or deleted)
 //!        <- session saved           (only the keys that changed; cookie set or refreshed)
 //!        <- error pages             (template::ErrorPagesLayer: every 4xx/5xx as a page a person reads)
 //!        <- security headers        (security::SecurityHeaders: no framing, no sniffing, ...)

@@ -9,8 +9,10 @@
 //! - `request_path`, and whatever middleware put in the request's [`PageContext`] (the site puts
 //!   the logged-in user there).
 //!
-//! A token is minted only when the template asks for one, and a visitor's session is created only
-//! then: a page without a form costs no session write.
+//! A token is minted only when the template asks for one. A visitor with a session gets tokens of
+//! the session's secret; one without gets tokens of the secret in their CSRF cookie (made, and
+//! set on the response, on their first page with a form), so showing a form to a new visitor
+//! writes nothing to the session store. See [`crate::csrf`].
 //!
 //! [`ErrorPagesLayer`] (or the [`error_pages`] middleware function) turns every 4xx/5xx response
 //! that is not already a page into the `error.html` template (or JSON when the client asked for
@@ -26,9 +28,9 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, State};
 
-use crate::csrf::{self, CsrfConfig};
+use crate::csrf::{self, CsrfConfig, VisitorSecret};
 use crate::error::ErrorPage;
-use crate::session::{Session, SessionError};
+use crate::session::{Session, SessionError, Status};
 
 type Factory = dyn Fn() -> Environment<'static> + Send + Sync;
 
@@ -152,11 +154,16 @@ impl Templates {
 
 /// The per-render holder of the CSRF secret, read by `csrf_token()` / `csrf_input()`.
 ///
-/// When the session has no secret yet, the helpers write `placeholder` (random per render) and
-/// count their calls; the page then gets a secret and the placeholders are swapped for a token.
+/// The secret is known before the render (a session that has one), taken from the visitor's CSRF
+/// cookie when a helper first asks (a visitor without a session), or made in the session after the
+/// render: then the helpers write `placeholder` (random per render) and count their calls, and the
+/// placeholders are swapped for a token once the session has its secret.
 #[derive(Debug, Default)]
 struct CsrfSlot {
     secret: Mutex<Option<Vec<u8>>>,
+    cookie: Option<VisitorSecret>,
+    /// No secret can be had (a refused form shown to a visitor without one): empty tokens.
+    unavailable: bool,
     now: i64,
     placeholder: String,
     calls: AtomicUsize,
@@ -176,18 +183,28 @@ fn slot_token(state: &State) -> Result<String, minijinja::Error> {
             "csrf_token() needs a page rendered through portico::template::Page",
         ));
     };
-    let secret = slot
-        .secret
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    match secret {
-        Some(secret) => Ok(csrf::mint(&secret, slot.now)),
+    let mut secret = slot.secret.lock().unwrap_or_else(|p| p.into_inner());
+    if secret.is_none() {
+        if let Some(cookie) = &slot.cookie {
+            *secret = Some(cookie.for_page().to_vec());
+        }
+    }
+    match secret.as_deref() {
+        Some(secret) => Ok(csrf::mint(secret, slot.now)),
+        None if slot.unavailable => Ok(String::new()),
         None => {
             slot.calls.fetch_add(1, Ordering::Relaxed);
             Ok(slot.placeholder.clone())
         }
     }
+}
+
+/// Where a page's CSRF secret comes from; see [`CsrfSlot`].
+enum SecretSource {
+    Ready(Vec<u8>),
+    Cookie(VisitorSecret),
+    Session,
+    Unavailable,
 }
 
 /// Values middleware adds for every template of a request (`user`, `instance`, ...).
@@ -221,6 +238,7 @@ impl PageContext {
 pub struct Page {
     templates: Templates,
     session: Option<Session>,
+    visitor: Option<VisitorSecret>,
     csrf: Arc<CsrfConfig>,
     csrf_error: Option<&'static str>,
     path: String,
@@ -239,24 +257,17 @@ impl Page {
             now: self.csrf.clock.now(),
             ..CsrfSlot::default()
         };
-        // A returning visitor's session is read anyway; take its secret up front. A new visitor
-        // gets a secret only if the template turns out to need one: the first pass writes a
-        // placeholder where the token goes, swapped for a token afterwards.
-        if let Some(session) = &self.session {
-            if session.cookie_id().await.is_some() {
-                *slot.secret.get_mut().unwrap_or_else(|p| p.into_inner()) =
-                    csrf::existing_secret(session).await?;
+        match self.secret_source().await? {
+            SecretSource::Ready(secret) => {
+                *slot.secret.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(secret)
             }
-        }
-        // 128 random bits: no page text contains it by chance, and no visitor can predict it to
-        // plant a copy in their own input. A returning visitor's page never uses it.
-        if slot
-            .secret
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-        {
-            slot.placeholder = format!("portico-csrf-{:032x}", rand::random::<u128>());
+            SecretSource::Cookie(visitor) => slot.cookie = Some(visitor),
+            SecretSource::Unavailable => slot.unavailable = true,
+            // 128 random bits: no page text contains it by chance, and no visitor can predict it
+            // to plant a copy in their own input.
+            SecretSource::Session => {
+                slot.placeholder = format!("portico-csrf-{:032x}", rand::random::<u128>())
+            }
         }
         let slot = Arc::new(slot);
         let full = self.context(ctx, slot.clone());
@@ -273,7 +284,7 @@ impl Page {
                 "csrf_token() used on a route without SessionLayer",
             )));
         };
-        let secret = csrf::ensure_secret(session).await?;
+        let secret = csrf::session_secret_for_page(session, self.visitor.as_ref()).await?;
         let token = csrf::mint(&secret, slot.now);
         if first.matches(slot.placeholder.as_str()).count() == calls {
             return Ok(first.replace(slot.placeholder.as_str(), &token));
@@ -283,6 +294,38 @@ impl Page {
         Ok(self
             .templates
             .with_env(|env| env.get_template(name)?.render(&full))?)
+    }
+
+    /// Where this page's tokens come from.
+    ///
+    /// A session that exists (or starts, or got a new id, in this request) holds the secret; a
+    /// visitor without one has it in their CSRF cookie. A refused form shown again may store
+    /// nothing and set no cookie, so it uses only a secret the visitor already has (or shows no
+    /// token at all).
+    async fn secret_source(&self) -> Result<SecretSource, SessionError> {
+        let mut status = Status::Untouched;
+        if let Some(session) = &self.session {
+            // A returning visitor's session is read anyway; a session this request already
+            // touched costs nothing more to look at.
+            if session.cookie_id().await.is_some() || session.status().await != Status::Untouched {
+                if let Some(secret) = csrf::existing_secret(session).await? {
+                    return Ok(SecretSource::Ready(secret));
+                }
+                status = session.status().await;
+            }
+        }
+        let refused = self.csrf_error.is_some();
+        match (status, &self.visitor) {
+            // Only the live session's secret counts, and a refusal may not store one.
+            (Status::Kept, _) if refused => Ok(SecretSource::Unavailable),
+            (_, Some(visitor)) if refused => Ok(match visitor.for_page_without_cookie() {
+                Some(secret) => SecretSource::Ready(secret.to_vec()),
+                None => SecretSource::Unavailable,
+            }),
+            (Status::Kept | Status::Started | Status::Renewed, _) => Ok(SecretSource::Session),
+            (_, Some(visitor)) => Ok(SecretSource::Cookie(visitor.clone())),
+            (_, None) => Ok(SecretSource::Session),
+        }
     }
 
     fn context(&self, ctx: Value, slot: Arc<CsrfSlot>) -> Value {
@@ -313,6 +356,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
         Ok(Page {
             templates,
             session: parts.extensions.get::<Session>().cloned(),
+            visitor: parts.extensions.get::<VisitorSecret>().cloned(),
             csrf,
             csrf_error: csrf::rejection_message(&parts.extensions),
             path: parts.uri.path().to_string(),

@@ -13,7 +13,9 @@
 //! - a request that never touches the session, or only reads it, sets no cookie (but a read
 //!   refreshes the idle expiry now and then, so an active user stays logged in);
 //! - an idle timeout (default 2 weeks) and an absolute timeout (default 30 days), both checked on
-//!   the server, not only by cookie expiry;
+//!   the server, not only by cookie expiry; a session not marked as a user's
+//!   ([`Session::mark_authenticated`], called at login) gets a short idle timeout instead (default
+//!   1 hour), so visitors who never log in cannot grow the store for weeks;
 //! - [`Session::cycle_id`] (call it at login) moves the data to a new id and deletes the old one;
 //!   [`Session::flush`] (logout) deletes the session from the store, so every server forgets it;
 //! - keys that begin with `__` belong to one id: `cycle_id` and `flush` drop them. The CSRF secret
@@ -74,6 +76,8 @@ use crate::error::ErrorPage;
 
 /// The session key under which [`Session::set_expiry`] keeps a per-session idle timeout.
 const EXPIRY_KEY: &str = "_portico.expiry";
+/// The session key that [`Session::mark_authenticated`] sets: the session is a logged-in user's.
+const AUTHENTICATED_KEY: &str = "_portico.auth";
 
 /// How sessions are kept and how their cookie looks.
 #[derive(Debug, Clone)]
@@ -84,8 +88,13 @@ pub struct SessionConfig {
     pub cookie_domain: Option<String>,
     /// Whether the cookie is `Secure` (set it when the site is served over TLS).
     pub cookie_secure: bool,
-    /// Seconds a session lives without a request (2 weeks).
+    /// Seconds a session lives without a request (2 weeks), once marked as a user's with
+    /// [`Session::mark_authenticated`].
     pub idle_timeout: i64,
+    /// Seconds a session not marked as a user's lives without a request (1 hour; never more than
+    /// `idle_timeout`). Sessions of visitors who never log in (one holding a captcha answer, say)
+    /// go after this, and [`spawn_cleanup`] sweeps them from SQL stores.
+    pub anonymous_idle_timeout: i64,
     /// Seconds a session lives at most, however active (30 days).
     pub absolute_timeout: i64,
     /// How long a store may take before the request gets a 503 (2 s).
@@ -103,6 +112,7 @@ impl Default for SessionConfig {
             cookie_domain: None,
             cookie_secure: false,
             idle_timeout: 14 * 24 * 3600,
+            anonymous_idle_timeout: 3600,
             absolute_timeout: 30 * 24 * 3600,
             store_timeout: Duration::from_secs(2),
             max_keys: 64,
@@ -129,10 +139,13 @@ pub enum ConfigError {
 }
 
 impl SessionConfig {
-    /// A read-only request refreshes the idle expiry once it is older than this, so reads cost one
-    /// store round trip almost always and a write only every so often.
-    fn refresh_after(&self) -> i64 {
-        (self.idle_timeout / 100).max(60)
+    /// The idle timeout of a session: `idle_timeout` for a user's, the anonymous one otherwise.
+    fn idle_for(&self, authenticated: bool) -> i64 {
+        if authenticated {
+            self.idle_timeout
+        } else {
+            self.anonymous_idle_timeout.min(self.idle_timeout)
+        }
     }
 
     /// The name for a session cookie when none is configured: `__Host-sessionid` for a `Secure`
@@ -188,6 +201,25 @@ impl SessionConfig {
         }
         Ok(())
     }
+
+    /// How often [`spawn_cleanup`] should sweep expired sessions: a quarter of the anonymous idle
+    /// timeout (between 1 s and 1 h), so an abandoned session stays in an SQL store at most that
+    /// much longer than its timeout.
+    ///
+    /// ```
+    /// let config = portico::session::SessionConfig::default();
+    /// assert_eq!(config.cleanup_interval(), std::time::Duration::from_secs(900));
+    /// ```
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_secs((self.idle_for(false) / 4).clamp(1, 3600) as u64)
+    }
+}
+
+/// A read-only request refreshes the idle expiry once it is older than this, so reads cost one
+/// store round trip almost always and a write only every so often (every ~3.4 h with an idle
+/// timeout of 2 weeks, every minute with one of an hour).
+fn refresh_after(idle: i64) -> i64 {
+    (idle / 100).max(60).min(idle / 2)
 }
 
 /// How long a session lives when idle; see [`Session::set_expiry`].
@@ -291,6 +323,10 @@ struct Inner {
     /// Where `data` was read from: the stored session a [`Session::take`] takes from, even after
     /// `cycle_id` (the old session lives in the store until the response goes out).
     origin: Option<StorageKey>,
+    /// `cycle_id` or `flush` was called in this request.
+    rotated: bool,
+    /// [`Session::discard_writes`] was called: nothing is written and no cookie set.
+    discard: bool,
 }
 
 struct Shared {
@@ -548,6 +584,7 @@ impl Session {
         }
         inner.data.clear();
         inner.changes.clear();
+        inner.rotated = true;
         Ok(())
     }
 
@@ -560,6 +597,7 @@ impl Session {
         }
         inner.data.retain(|k, _| !k.starts_with("__"));
         inner.changes.clear();
+        inner.rotated = true;
         Ok(())
     }
 
@@ -582,6 +620,56 @@ impl Session {
         }
     }
 
+    /// Marks the session as a logged-in user's: from now on it gets the long idle timeout
+    /// ([`SessionConfig::idle_timeout`]) instead of the anonymous one. Call it at login, after
+    /// [`Session::cycle_id`]; [`Session::flush`] at logout makes the next session anonymous again.
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn log_in(session: &Session, user_id: i64) -> Result<(), SessionError> {
+    ///     session.cycle_id().await?;
+    ///     session.mark_authenticated().await?;
+    ///     session.insert("user_id", &user_id).await
+    /// }
+    /// ```
+    pub async fn mark_authenticated(&self) -> Result<(), SessionError> {
+        self.insert(AUTHENTICATED_KEY, &true).await
+    }
+
+    /// What this request has done with its session so far, read without touching the store.
+    ///
+    /// The CSRF layer asks it on the way out, to know whether a visitor's secret now lives in a
+    /// session (see [`crate::csrf`]).
+    pub async fn status(&self) -> Status {
+        let inner = self.inner.lock().await;
+        if !inner.loaded {
+            Status::Untouched
+        } else if inner.rotated {
+            if inner.data.is_empty() {
+                Status::Ended
+            } else {
+                Status::Renewed
+            }
+        } else if inner.id.is_some() {
+            Status::Kept
+        } else if inner.data.is_empty() {
+            Status::Absent
+        } else {
+            Status::Started
+        }
+    }
+
+    /// Drops every change this request makes to the session, before this call and after: on the
+    /// way out nothing is written to the store (no session created, changed, refreshed or
+    /// deleted) and no session cookie is set. Reads still work.
+    ///
+    /// The CSRF layer calls it on a refused request before showing its form again: a refused
+    /// request changes nothing, so another site's post (which arrives without the visitor's
+    /// `SameSite` cookie) can never replace the visitor's session cookie with a new one.
+    pub async fn discard_writes(&self) {
+        self.inner.lock().await.discard = true;
+    }
+
     /// Whether the view touched the session at all.
     async fn touched(&self) -> bool {
         self.inner.lock().await.loaded
@@ -593,6 +681,10 @@ impl Session {
         if !inner.loaded {
             return Ok(());
         }
+        if inner.discard {
+            keep_private(resp);
+            return Ok(());
+        }
         let cfg = &self.shared.config;
         let store = &self.shared.store;
         let now = self.shared.clock.now();
@@ -602,7 +694,7 @@ impl Session {
             .and_then(|j| serde_json::from_str(j).ok());
         let idle = match custom {
             Some(s) if s > 0 => s,
-            _ => cfg.idle_timeout,
+            _ => cfg.idle_for(inner.data.contains_key(AUTHENTICATED_KEY)),
         };
         let browser_session = custom == Some(0);
 
@@ -644,7 +736,7 @@ impl Session {
                         .map(|(k, _)| k.clone())
                         .collect(),
                 };
-                let stale = inner.expires_at - now < idle - cfg.refresh_after();
+                let stale = inner.expires_at - now < idle - refresh_after(idle);
                 if !changes.is_empty() || stale {
                     let expires_at = (now + idle).min(inner.created_at + cfg.absolute_timeout);
                     if self
@@ -689,11 +781,30 @@ impl Session {
     }
 }
 
+/// What a request has done with its session; see [`Session::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not read in this request: nothing is written and no cookie set.
+    Untouched,
+    /// There is no session: none came with the request (or the one its cookie named is gone),
+    /// and nothing is stored.
+    Absent,
+    /// A session begins with this request: none came with it, something is stored, and neither
+    /// `cycle_id` nor `flush` was called. It is created on the way out.
+    Started,
+    /// The session that came with the request goes on under its id.
+    Kept,
+    /// `cycle_id` (or `flush`, then a new write) was called: the data goes on under a new id.
+    Renewed,
+    /// `flush` (or `cycle_id` of an empty session) was called: no session remains.
+    Ended,
+}
+
 /// Marks a response that read the session as this visitor's own: no cache may store it (a
 /// shared cache would hand one person's page, or CSRF token, to the next; a browser cache would
 /// show a logged-in page again after logout with the back button), and `Vary: Cookie` tells
 /// caches that the answer depends on the cookie. A view that set `Cache-Control` keeps its own.
-fn keep_private(resp: &mut Response) {
+pub(crate) fn keep_private(resp: &mut Response) {
     let h = resp.headers_mut();
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(
@@ -1057,6 +1168,7 @@ mod tests {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
+        s.mark_authenticated().await.unwrap();
         s.insert("user", "ada").await.unwrap();
         let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
@@ -1080,6 +1192,7 @@ mod tests {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
+        s.mark_authenticated().await.unwrap();
         s.insert("user", "ada").await.unwrap();
         let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
@@ -1321,6 +1434,7 @@ mod tests {
         let clock = Clock::manual(1_000);
         let (layer, _) = layer(clock.clone());
         let s = session_for(&layer, None);
+        s.mark_authenticated().await.unwrap();
         s.insert("user", "ada").await.unwrap();
         let resp = saved(&s).await;
         let id = id_from(&set_cookie(&resp).unwrap());
@@ -1336,5 +1450,161 @@ mod tests {
             }
         }
         panic!("session outlived the absolute timeout");
+    }
+    fn max_age(set_cookie: &str) -> Option<i64> {
+        set_cookie
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("Max-Age="))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_session_not_marked_as_a_users_goes_after_the_short_idle_timeout() {
+        let clock = Clock::manual(1_000);
+        let (layer, store) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("__captcha", "answer").await.unwrap();
+        let resp = saved(&s).await;
+        let c = set_cookie(&resp).unwrap();
+        assert_eq!(max_age(&c), Some(3600), "{c}");
+        let id = id_from(&c);
+        clock.advance(3600 - 1);
+        assert!(session_for(&layer, Some(&id))
+            .contains("__captcha")
+            .await
+            .unwrap());
+        clock.advance(3600);
+        assert!(!session_for(&layer, Some(&id))
+            .contains("__captcha")
+            .await
+            .unwrap());
+        assert_eq!(store.delete_expired(clock.now()).await.unwrap(), 1);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn reads_keep_an_anonymous_session_alive_past_its_short_timeout() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("k", "v").await.unwrap();
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+        // A read every 40 minutes for 4 hours: each one pushes the hour forward.
+        for _ in 0..6 {
+            clock.advance(40 * 60);
+            let s = session_for(&layer, Some(&id));
+            assert!(s.contains("k").await.unwrap(), "at {}", clock.now());
+            saved(&s).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn login_marks_the_session_and_gives_it_the_long_idle_timeout() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("__captcha", "answer").await.unwrap();
+        let anon = id_from(&set_cookie(&saved(&s).await).unwrap());
+
+        let s = session_for(&layer, Some(&anon));
+        s.cycle_id().await.unwrap();
+        s.mark_authenticated().await.unwrap();
+        s.insert("user", "ada").await.unwrap();
+        let c = set_cookie(&saved(&s).await).unwrap();
+        assert_eq!(max_age(&c), Some(14 * 24 * 3600), "{c}");
+        let user = id_from(&c);
+        clock.advance(13 * 24 * 3600);
+        let s = session_for(&layer, Some(&user));
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ada")
+        );
+
+        // Logout flushes the mark with everything else: the next session is anonymous again.
+        s.flush().await.unwrap();
+        s.insert("k", "v").await.unwrap();
+        let c = set_cookie(&saved(&s).await).unwrap();
+        assert_eq!(max_age(&c), Some(3600), "{c}");
+    }
+
+    #[test]
+    fn the_sweep_runs_four_times_per_anonymous_timeout() {
+        let mut config = SessionConfig::default();
+        assert_eq!(config.cleanup_interval(), Duration::from_secs(900));
+        config.anonymous_idle_timeout = 2;
+        assert_eq!(config.cleanup_interval(), Duration::from_secs(1));
+        config.anonymous_idle_timeout = 30 * 24 * 3600;
+        assert_eq!(
+            config.cleanup_interval(),
+            Duration::from_secs(3600),
+            "bounded by the (shorter) idle timeout, then by an hour"
+        );
+    }
+
+    #[tokio::test]
+    async fn status_says_what_the_request_did_with_the_session() {
+        let (layer, _) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        assert_eq!(s.status().await, Status::Untouched);
+        assert_eq!(s.get::<String>("k").await.unwrap(), None);
+        assert_eq!(s.status().await, Status::Absent);
+        s.insert("k", "v").await.unwrap();
+        assert_eq!(s.status().await, Status::Started);
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+
+        let kept = session_for(&layer, Some(&id));
+        kept.get::<String>("k").await.unwrap();
+        assert_eq!(kept.status().await, Status::Kept);
+        kept.cycle_id().await.unwrap();
+        assert_eq!(kept.status().await, Status::Renewed);
+        let id = id_from(&set_cookie(&saved(&kept).await).unwrap());
+
+        let ended = session_for(&layer, Some(&id));
+        ended.flush().await.unwrap();
+        assert_eq!(ended.status().await, Status::Ended);
+
+        // Logging in without a session first is a renewal, never a start.
+        let fresh = session_for(&layer, None);
+        fresh.cycle_id().await.unwrap();
+        fresh.insert("user", "ada").await.unwrap();
+        assert_eq!(fresh.status().await, Status::Renewed);
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_writes_are_discarded_is_not_created_and_sets_no_cookie() {
+        let (layer, store) = layer(Clock::manual(1_000));
+        let s = session_for(&layer, None);
+        s.insert("visits", &1).await.unwrap();
+        s.discard_writes().await;
+        s.insert("more", &2).await.unwrap();
+        let resp = saved(&s).await;
+        assert!(set_cookie(&resp).is_none());
+        assert!(store.is_empty());
+
+        // Nor is a stale cookie removed: the response sets no cookie at all.
+        let stale = session_for(&layer, Some(&"A".repeat(43)));
+        stale.discard_writes().await;
+        assert_eq!(stale.get::<String>("k").await.unwrap(), None);
+        assert!(set_cookie(&saved(&stale).await).is_none());
+    }
+
+    #[tokio::test]
+    async fn discarded_writes_leave_a_session_that_came_with_the_request_as_it_was() {
+        let clock = Clock::manual(1_000);
+        let (layer, _) = layer(clock.clone());
+        let s = session_for(&layer, None);
+        s.insert("k", "v").await.unwrap();
+        let id = id_from(&set_cookie(&saved(&s).await).unwrap());
+        // Late enough that a read would refresh the idle expiry.
+        clock.advance(3000);
+        let s = session_for(&layer, Some(&id));
+        s.discard_writes().await;
+        s.insert("k2", "v2").await.unwrap();
+        s.flush().await.unwrap();
+        let resp = saved(&s).await;
+        assert!(set_cookie(&resp).is_none());
+        let again = session_for(&layer, Some(&id));
+        assert!(again.contains("k").await.unwrap());
+        assert!(!again.contains("k2").await.unwrap());
     }
 }
