@@ -78,6 +78,10 @@ enum Command {
         /// The password (read from the PORTICO_PASSWORD variable or standard input when absent).
         #[arg(long, env = "PORTICO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Accept a password that fails the strength rules (length, similarity to the name,
+        /// common passwords, all digits), e.g. for a fixture account on a test machine.
+        #[arg(long)]
+        no_validate: bool,
     },
     /// Delete expired sessions from the session store.
     Clearsessions(DataConfig),
@@ -151,7 +155,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::Migrate(data)) => {
             let db = open_db(&data).await?;
-            db.migrate().await?;
+            migrate(&db).await?;
             println!("migrations applied to {}", redact(&data.database_url()));
             Ok(())
         }
@@ -159,6 +163,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             data,
             username,
             password,
+            no_validate,
         }) => {
             let password = match password {
                 Some(p) => p,
@@ -170,8 +175,13 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 }
             };
             let db = open_db(&data).await?;
-            db.migrate().await?;
-            let id = models::users::create_user(&db, &username, &password).await?;
+            migrate(&db).await?;
+            let username = models::users::normalize_username(&username);
+            let id = if no_validate {
+                models::users::create_user_unvalidated(&db, &username, &password).await?
+            } else {
+                models::users::create_user(&db, &username, &password).await?
+            };
             println!("created user {username} (id {id})");
             Ok(())
         }
@@ -225,6 +235,13 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
     }
+}
+
+/// Applies the migrations, then gives accounts from before usernames had keys their keys.
+async fn migrate(db: &Db) -> Result<(), BoxError> {
+    db.migrate().await?;
+    models::users::backfill_username_keys(db).await?;
+    Ok(())
 }
 
 async fn open_db(data: &DataConfig) -> Result<Db, BoxError> {

@@ -365,6 +365,7 @@ impl RegisterForm {
                     form => self,
                     username_max => USERNAME_MAX,
                     password_min => users::PASSWORD_MIN,
+                    password_help => crate::models::passwords::HELP,
                     password_max => PASSWORD_MAX,
                 },
             )
@@ -399,7 +400,7 @@ async fn register(
     _user: MaybeUser,
     params: Params,
 ) -> AppResult {
-    let username = params.get("username").unwrap_or("").trim().to_string();
+    let username = users::normalize_username(params.get("username").unwrap_or(""));
     let password = params.get("password").unwrap_or("");
     let password2 = params.get("password2").unwrap_or("");
     let mode = mode_of(params.get("captcha_mode"));
