@@ -32,10 +32,10 @@ mod db;
 mod error;
 mod limits;
 mod models;
+mod server;
 mod views;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,10 +120,27 @@ fn init_logging() {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Files this process creates are its user's alone: the databases (and SQLite's -wal and -shm
+/// files beside them), the event log, the secret key. SQLite and the drivers create those files
+/// themselves, so the mask is the one place that covers them all.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging();
+    if !matches!(
+        cli.command,
+        Some(Command::Routes) | Some(Command::CaptchaSamples { .. })
+    ) {
+        private_files();
+    }
     let workers = match &cli.command {
         Some(Command::Serve(c)) => c.workers,
         _ => None,
@@ -313,13 +330,21 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         );
         tracing::warn!("################################################################");
     }
+    let allowed_hosts = config.allowed_hosts()?;
     config.data.ensure_data_dir()?;
     let secret = match &config.secret_key {
         Some(hex) => SecretKey::from_hex(hex)?,
         None => SecretKey::load_or_create(&config.data.data_dir.join("secret_key"))?,
     };
+    let secret_fallbacks = config
+        .secret_key_fallbacks
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| SecretKey::from_hex(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("PORTICO_SECRET_KEY_FALLBACKS: {e}"))?;
     let db = open_db(&config.data).await?;
-    db.migrate().await?;
+    migrate(&db).await?;
     let store = open_store(&config.data).await?;
     let clock = Clock::system();
 
@@ -342,6 +367,7 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         https: config.https,
         body_limit: config.body_limit,
         clock: clock.clone(),
+        allowed_hosts,
     };
     let mut captcha = CaptchaConfig::new(
         config.captcha_per_session,
@@ -367,6 +393,7 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         templates: templates(&config),
         store,
         secret,
+        secret_fallbacks,
     });
 
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
@@ -376,12 +403,14 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
 
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let limits = server::Limits {
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        body_timeout: Duration::from_secs(config.body_timeout_secs),
+        keep_alive: Duration::from_secs(config.keep_alive_secs),
+        max_connections: server::connection_budget(config.max_connections),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    };
+    server::serve(listener, router, limits, shutdown_signal()).await;
     cleanup.abort();
     events.close();
     if let Some(w) = writer {
