@@ -5,4 +5,4 @@
 -- index allows, and are reported in the server's log.
 ALTER TABLE users ADD COLUMN username_key TEXT;
 
-CREATE UNIQUE INDEX users_username_key ON users (username_key);
+CREATE UNIQUE INDEX users_by_username_key ON users (username_key);
