@@ -344,3 +344,57 @@ async fn the_data_folder_is_private_to_the_server_user() {
     drop(app);
     let _ = std::fs::remove_dir_all(&parent);
 }
+
+#[tokio::test]
+async fn accounts_from_before_the_key_get_it_and_an_old_clash_keeps_both_logins() {
+    let parent = temp_dir("backfill");
+    let data = parent.join("data");
+    let migrate = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+            .arg("migrate")
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("PORTICO_DATABASE_URL")
+            .output()
+            .expect("run migrate");
+        assert!(out.status.success(), "{out:?}");
+        out
+    };
+    migrate();
+    // Two accounts made before names were folded: same name but for case, no keys.
+    {
+        let db = rusqlite::Connection::open(data.join("portico.sqlite3")).unwrap();
+        for name in ["bob", "Bob"] {
+            db.execute(
+                "INSERT INTO users (username, password_hash, created_at) VALUES (?1, 'unused', 0)",
+                [name],
+            )
+            .unwrap();
+        }
+    }
+    let out = migrate();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("keeps its exact name"), "{log}");
+    let db = rusqlite::Connection::open(data.join("portico.sqlite3")).unwrap();
+    let keys: Vec<(String, Option<String>)> = db
+        .prepare("SELECT username, username_key FROM users ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        keys,
+        [("bob".to_string(), Some("bob".to_string())), ("Bob".to_string(), None)]
+    );
+    // No third form of the name can be registered.
+    let app = TestApp::spawn_in(data.clone(), &[]);
+    let r = register(&browser(), &app, "BOB", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    drop(app);
+    let count: i64 = db
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 2);
+    let _ = std::fs::remove_dir_all(&parent);
+}
