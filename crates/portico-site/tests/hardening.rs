@@ -201,18 +201,37 @@ async fn allowed_hosts_are_served_and_the_health_check_answers_any_host() {
 #[test]
 fn a_public_bind_without_allowed_hosts_refuses_to_start() {
     let dir = temp_dir("hosts");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
         .args(["serve", "--bind", "0.0.0.0:0", "--data-dir"])
         .arg(&dir)
         .env_remove("PORTICO_ALLOWED_HOSTS")
         .env_remove("PORTICO_CAPTCHA_TEST_ANSWER")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run portico");
+    // It must stop by itself; a server that starts serving is stopped here and fails the test.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started instead of refusing: {err}"
+    );
     assert!(err.contains("PORTICO_ALLOWED_HOSTS is not set"), "{err}");
-    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
 }
 
 #[tokio::test]
