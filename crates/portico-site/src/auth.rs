@@ -236,7 +236,10 @@ mod tests {
     #[test]
     fn without_a_host_only_paths_pass() {
         assert_eq!(next_path("/notes/", None).as_deref(), Some("/notes/"));
-        assert_eq!(next_path("//portico.invalid/x", None).as_deref(), Some("/x"));
+        assert_eq!(
+            next_path("//portico.invalid/x", None).as_deref(),
+            Some("/x")
+        );
         assert_eq!(next_path("https://testserver/", None), None);
     }
 
@@ -285,10 +288,22 @@ mod tests {
     #[test]
     fn django_good_urls_are_kept_as_paths() {
         let good_urls = [
-            ("/view/?param=http://example.com", "/view/?param=http://example.com"),
-            ("/view/?param=https://example.com", "/view/?param=https://example.com"),
-            ("/view?param=ftp://example.com", "/view?param=ftp://example.com"),
-            ("view/?param=//example.com", "/accounts/login/view/?param=//example.com"),
+            (
+                "/view/?param=http://example.com",
+                "/view/?param=http://example.com",
+            ),
+            (
+                "/view/?param=https://example.com",
+                "/view/?param=https://example.com",
+            ),
+            (
+                "/view?param=ftp://example.com",
+                "/view?param=ftp://example.com",
+            ),
+            (
+                "view/?param=//example.com",
+                "/accounts/login/view/?param=//example.com",
+            ),
             ("https://testserver/", "/"),
             ("HTTPS://testserver/", "/"),
             ("//testserver/", "/"),
@@ -297,7 +312,10 @@ mod tests {
                 "/confirm?email=me@example.com",
             ),
             ("/url%20with%20spaces/", "/url%20with%20spaces/"),
-            ("path/http:2222222222", "/accounts/login/path/http:2222222222"),
+            (
+                "path/http:2222222222",
+                "/accounts/login/path/http:2222222222",
+            ),
         ];
         for (good, path) in good_urls {
             assert_eq!(next_path(good, HOST).as_deref(), Some(path), "{good:?}");
@@ -309,6 +327,9 @@ mod tests {
     #[test]
     fn credentials_in_next_are_refused() {
         assert_eq!(next_path("http://user:pass@testserver/", HOST), None);
-        assert_eq!(next_path("/confirm/me@example.com", HOST).as_deref(), Some("/confirm/me@example.com"));
+        assert_eq!(
+            next_path("/confirm/me@example.com", HOST).as_deref(),
+            Some("/confirm/me@example.com")
+        );
     }
 }

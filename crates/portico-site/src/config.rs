@@ -81,7 +81,12 @@ pub struct ServeConfig {
 
     /// Old secret keys (comma-separated hex, newest first) whose signed cookies still verify
     /// while a new key is rolled out.
-    #[arg(long, env = "PORTICO_SECRET_KEY_FALLBACKS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PORTICO_SECRET_KEY_FALLBACKS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub secret_key_fallbacks: Vec<String>,
 
     /// Host names the site answers to (comma-separated; `.example.com` for a domain and its

@@ -212,7 +212,10 @@ pub async fn serve(
 /// connections close and free them.
 async fn accept_error(e: std::io::Error) {
     use std::io::ErrorKind::*;
-    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused) {
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    ) {
         return;
     }
     tracing::error!(error = %e, "cannot accept a connection");

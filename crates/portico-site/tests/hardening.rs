@@ -89,7 +89,12 @@ async fn next_that_a_browser_reads_as_another_site_is_ignored() {
     let r = register(&browser(), &app, "ada", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     // What the form carries after decoding: `next=/%09/evil.test`, `next=/%7F`, ...
-    for next in ["/\t/evil.test", "/\u{7f}", "\\\\evil.test", "https://evil.test/"] {
+    for next in [
+        "/\t/evil.test",
+        "/\u{7f}",
+        "\\\\evil.test",
+        "https://evil.test/",
+    ] {
         let c = browser();
         let r = login(&c, &app, "ada", Some(next)).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "next={next:?}");
@@ -241,7 +246,10 @@ async fn weak_passwords_are_refused_and_no_account_is_written() {
         ("password", "This password is too common."),
         ("12345678", "This password is entirely numeric."),
         ("aaaaaaaa", "This password is too common."),
-        ("ada.lovelace1", "The password is too similar to the username."),
+        (
+            "ada.lovelace1",
+            "The password is too similar to the username.",
+        ),
         ("short", "This password is too short."),
     ] {
         let r = register(&browser(), &app, "ada.lovelace", password).await;
@@ -305,7 +313,9 @@ async fn createuser_applies_the_same_rules() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
     // An operator can still make a fixture account with a weak password, by saying so.
-    assert!(run("carol", "password", &["--no-validate"]).status.success());
+    assert!(run("carol", "password", &["--no-validate"])
+        .status
+        .success());
     let db = rusqlite::Connection::open(dir.join("portico.sqlite3")).unwrap();
     let names: Vec<String> = db
         .prepare("SELECT username FROM users ORDER BY id")
@@ -351,8 +361,16 @@ async fn the_data_folder_is_private_to_the_server_user() {
         .iter()
         .map(|(p, _)| p.strip_prefix(&data).unwrap().display().to_string())
         .collect();
-    for expected in ["portico.sqlite3", "sessions.sqlite3", "secret_key", "events"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+    for expected in [
+        "portico.sqlite3",
+        "sessions.sqlite3",
+        "secret_key",
+        "events",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
     assert!(names.iter().any(|n| n.ends_with("-wal")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("events/")), "{names:?}");
@@ -404,7 +422,10 @@ async fn accounts_from_before_the_key_get_it_and_an_old_clash_keeps_both_logins(
         .unwrap();
     assert_eq!(
         keys,
-        [("bob".to_string(), Some("bob".to_string())), ("Bob".to_string(), None)]
+        [
+            ("bob".to_string(), Some("bob".to_string())),
+            ("Bob".to_string(), None)
+        ]
     );
     // No third form of the name can be registered.
     let app = TestApp::spawn_in(data.clone(), &[]);

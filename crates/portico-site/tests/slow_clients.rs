@@ -85,7 +85,8 @@ async fn half_sent_requests_are_cut_off_while_others_are_served() {
     let slow: Vec<TcpStream> = (0..SLOW)
         .map(|_| {
             let mut s = TcpStream::connect(addr(&app)).expect("connect");
-            s.write_all(b"GET /accounts/lo").expect("half a request line");
+            s.write_all(b"GET /accounts/lo")
+                .expect("half a request line");
             s
         })
         .collect();
@@ -93,12 +94,19 @@ async fn half_sent_requests_are_cut_off_while_others_are_served() {
     let t = Instant::now();
     let r = browser().get(app.url("/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     // Every slow socket is closed by the server once its header time is up; the slack covers
     // accepting 500 connections on a machine busy with the other tests.
     let deadline = started + Duration::from_secs(2 + 6);
     let still_open = slow.iter().filter(|s| !closed_by(s, deadline)).count();
-    assert_eq!(still_open, 0, "{still_open} of {SLOW} slow sockets still open");
+    assert_eq!(
+        still_open, 0,
+        "{still_open} of {SLOW} slow sockets still open"
+    );
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2), "closed after {took:?}");
     eprintln!("{SLOW} slow sockets closed {took:?} after the first was opened");
@@ -215,5 +223,8 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     assert!(status.success(), "{status:?}");
     assert!(signalled.elapsed() >= Duration::from_millis(2900));
     assert!(signalled.elapsed() < Duration::from_secs(6));
-    assert!(closed_by(&mut stuck, Instant::now() + Duration::from_secs(1)));
+    assert!(closed_by(
+        &mut stuck,
+        Instant::now() + Duration::from_secs(1)
+    ));
 }

@@ -367,7 +367,10 @@ mod tests {
     use super::*;
 
     fn cookies_from(header_value: &str, secret: &SecretKey) -> Cookies {
-        cookies_with(header_value, &CookieLayer::new(secret, CookieDefaults::default()))
+        cookies_with(
+            header_value,
+            &CookieLayer::new(secret, CookieDefaults::default()),
+        )
     }
 
     fn cookies_with(header_value: &str, layer: &CookieLayer) -> Cookies {
@@ -493,7 +496,8 @@ mod tests {
             None
         );
         assert_eq!(
-            c.get_signed_max_age("plan", time::Duration::minutes(61)).as_deref(),
+            c.get_signed_max_age("plan", time::Duration::minutes(61))
+                .as_deref(),
             Some("pro")
         );
         clock.advance(DEFAULT_SIGNED_MAX_AGE.whole_seconds());
@@ -506,7 +510,11 @@ mod tests {
         let clock = Clock::manual(1_700_000_000);
         let layer = CookieLayer::new(&SecretKey::from_bytes([3; 64]), CookieDefaults::default())
             .with_clock(clock.clone());
-        let value = signed_with(&layer.clone().with_clock(Clock::manual(1_700_100_000)), "plan", "pro");
+        let value = signed_with(
+            &layer.clone().with_clock(Clock::manual(1_700_100_000)),
+            "plan",
+            "pro",
+        );
         let c = cookies_with(&format!("plan={value}"), &layer);
         assert_eq!(c.get_signed("plan"), None);
     }

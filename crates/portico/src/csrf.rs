@@ -741,12 +741,21 @@ mod tests {
             ..CsrfConfig::default()
         };
         let check = |o: &str| {
-            c.check_source(&headers(&[("host", "news.portico.test:8080"), ("origin", o)]))
+            c.check_source(&headers(&[
+                ("host", "news.portico.test:8080"),
+                ("origin", o),
+            ]))
         };
         assert_eq!(check("http://news.portico.test:8080"), Ok(()));
         assert_eq!(check("http://sports.portico.test:8080"), Ok(()));
-        assert_eq!(check("http://sports.portico.test:9090"), Err(Reason::BadOrigin));
-        assert_eq!(check("https://sports.portico.test:8080"), Err(Reason::BadOrigin));
+        assert_eq!(
+            check("http://sports.portico.test:9090"),
+            Err(Reason::BadOrigin)
+        );
+        assert_eq!(
+            check("https://sports.portico.test:8080"),
+            Err(Reason::BadOrigin)
+        );
         assert_eq!(check("http://evil.test:8080"), Err(Reason::BadOrigin));
     }
 

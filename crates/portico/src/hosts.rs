@@ -265,10 +265,8 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = futures_util::future::Either<
-        S::Future,
-        std::future::Ready<Result<Response, S::Error>>,
-    >;
+    type Future =
+        futures_util::future::Either<S::Future, std::future::Ready<Result<Response, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
