@@ -115,9 +115,9 @@ async fn half_sent_requests_are_cut_off_while_others_are_served() {
 #[test]
 fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     let app = TestApp::spawn(&[("PORTICO_HEADER_TIMEOUT_SECS", "1")]);
-    let mut s = TcpStream::connect(addr(&app)).unwrap();
+    let s = TcpStream::connect(addr(&app)).unwrap();
     let start = Instant::now();
-    assert!(closed_by(&mut s, start + Duration::from_secs(4)));
+    assert!(closed_by(&s, start + Duration::from_secs(4)));
     assert!(start.elapsed() >= Duration::from_millis(900));
 }
 
@@ -134,7 +134,7 @@ fn an_idle_keep_alive_connection_lives_for_the_keep_alive_timeout_not_the_header
     assert!(line.contains(" 200"), "{line}");
     let idle_since = Instant::now();
     // Past the header timeout the idle connection is still open...
-    assert!(!closed_by(&mut s, idle_since + Duration::from_secs(2)));
+    assert!(!closed_by(&s, idle_since + Duration::from_secs(2)));
     // ...and serves its next request.
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
@@ -142,7 +142,7 @@ fn an_idle_keep_alive_connection_lives_for_the_keep_alive_timeout_not_the_header
     assert!(line.contains(" 200"), "{line}");
     let idle_since = Instant::now();
     // Then it is closed once idle for the keep-alive time.
-    assert!(closed_by(&mut s, idle_since + Duration::from_secs(7)));
+    assert!(closed_by(&s, idle_since + Duration::from_secs(7)));
     assert!(idle_since.elapsed() >= Duration::from_millis(3900));
 }
 
@@ -159,7 +159,7 @@ fn a_body_that_stops_arriving_is_cut_off_after_the_body_timeout() {
     let line = status_line(&mut s, Duration::from_secs(6)).expect("an answer");
     assert!(line.contains(" 400"), "{line}");
     assert!(start.elapsed() >= Duration::from_millis(1900));
-    assert!(closed_by(&mut s, Instant::now() + Duration::from_secs(2)));
+    assert!(closed_by(&s, Instant::now() + Duration::from_secs(2)));
 }
 
 #[test]
@@ -223,8 +223,5 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     assert!(status.success(), "{status:?}");
     assert!(signalled.elapsed() >= Duration::from_millis(2900));
     assert!(signalled.elapsed() < Duration::from_secs(6));
-    assert!(closed_by(
-        &mut stuck,
-        Instant::now() + Duration::from_secs(1)
-    ));
+    assert!(closed_by(&stuck, Instant::now() + Duration::from_secs(1)));
 }

@@ -214,6 +214,8 @@ async fn login_form(
 }
 
 /// POST /accounts/login/
+// Each argument is one extractor, one thing the view reads from the request.
+#[allow(clippy::too_many_arguments)]
 async fn login(
     State(state): State<AppState>,
     page: Page,
