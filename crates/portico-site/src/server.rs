@@ -125,7 +125,8 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.keep_alive(true);
+    // hyper's own header timer is off: TimedIo keeps the header and keep-alive times apart.
+    http.keep_alive(true).header_read_timeout(None);
     tokio::pin!(shutdown);
 
     loop {
