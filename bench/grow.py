@@ -74,8 +74,10 @@ def grow_users_and_notes(path, n_users, n_notes, rng, now):
     for i in range(n_users):
         name = f"filler{i + 1:06d}"
         # "!" marks an unusable password (no hash verifies against it): nobody logs in as these.
-        cur = conn.execute("INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
-                           (name, "!bench-filler", now - rng.randrange(365 * 86400)))
+        # The key of an ASCII name is its lower case (the site's NFKC + case fold).
+        cur = conn.execute("INSERT INTO users (username, username_key, password_hash, created_at) "
+                           "VALUES (?, ?, ?, ?)",
+                           (name, name.lower(), "!bench-filler", now - rng.randrange(365 * 86400)))
         users.append((cur.lastrowid, name))
     # In created order, as a site would have written them: the owners interleave.
     notes = []

@@ -85,7 +85,7 @@ trap 'exit 143' TERM
 
 # Port 0: the site picks a free port and prints it. The captcha test answer is accepted only on
 # a loopback address, which this is.
-NO_COLOR=1 PORTICO_CAPTCHA_TEST_ANSWER=test-captcha \
+NO_COLOR=1 PORTICO_CAPTCHA_TEST_ANSWER=test-captcha PORTICO_ALLOWED_HOSTS=127.0.0.1,localhost \
   "$bin" serve --bind 127.0.0.1:0 --data-dir "$data_dir" >"$site_out" 2>"$site_log" &
 site_pid=$!
 

@@ -15,6 +15,7 @@ use portico::cookies::{CookieDefaults, CookieLayer};
 use portico::csrf::{CsrfConfig, CsrfLayer};
 use portico::error::ErrorPage;
 use portico::events::{EventLayer, EventLog};
+use portico::hosts::AllowedHostsLayer;
 use portico::params::BodyLimit;
 use portico::secret::SecretKey;
 use portico::security::SecurityHeaders;
@@ -120,6 +121,8 @@ pub struct Parts {
     pub store: Arc<dyn SessionStore>,
     /// The secret key.
     pub secret: SecretKey,
+    /// Old secret keys whose signed cookies still verify.
+    pub secret_fallbacks: Vec<SecretKey>,
 }
 
 /// The session settings from the site's settings.
@@ -144,6 +147,7 @@ pub fn router(parts: Parts) -> Router {
         templates,
         store,
         secret,
+        secret_fallbacks,
     } = parts;
     let config = state.config.clone();
     let csrf_config = state.csrf.clone();
@@ -160,7 +164,10 @@ pub fn router(parts: Parts) -> Router {
             domain: config.cookie_domain.clone(),
             secure: config.https,
         },
-    );
+    )
+    .fallbacks(&secret, &secret_fallbacks);
+    // Load balancers probe the health check by address, whatever the site's names are.
+    let hosts = AllowedHostsLayer::new(csrf_config.allowed_hosts.clone()).any_host_for("/healthz");
     let instance =
         HeaderValue::from_str(&config.instance).unwrap_or(HeaderValue::from_static("main"));
     let instance_name: Arc<str> = instance.to_str().unwrap_or("main").into();
@@ -204,6 +211,8 @@ pub fn router(parts: Parts) -> Router {
         .layer(Extension(csrf_config))
         .layer(Extension(BodyLimit(config.body_limit)))
         .layer(ErrorPagesLayer::new(templates))
+        // Before cookies and sessions: a request for another host creates nothing.
+        .layer(hosts)
         .layer(cookies)
         .layer(sessions)
         .layer(csrf)

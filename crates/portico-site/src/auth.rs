@@ -98,18 +98,80 @@ pub fn urlencode(s: &str) -> String {
     out
 }
 
-/// A redirect target that stays on this site: a path, never `//host` or a scheme.
-pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
-        {
-            n.to_string()
+/// Where a login goes when it names no safe `next`.
+pub const DEFAULT_NEXT: &str = "/notes/";
+
+/// The page `next` names, as a path on this site, if it names one.
+///
+/// `next` is read the way a browser reads a `Location` (the WHATWG URL rules of the `url` crate)
+/// relative to the login page on `host`, the host the request was sent to: browsers drop tabs and
+/// newlines and read `\` as `/`, so `/\t/evil.test` is `//evil.test`, another site. Only a
+/// result on `host` itself over HTTP(S) is kept, and what is returned is its path, query and
+/// fragment alone, serialised by the parser (so every byte is valid in a header). Input with a
+/// backslash or a control character is refused outright, as Django does: no link of this site
+/// has one, and other parsers on the way (a proxy, a log reader) may read it otherwise.
+///
+/// ```ignore
+/// assert_eq!(next_path("/notes/3/", Some("site.test")).as_deref(), Some("/notes/3/"));
+/// assert_eq!(next_path("/\t/evil.test", Some("site.test")), None);
+/// ```
+pub fn next_path(next: &str, host: Option<&str>) -> Option<String> {
+    if next.is_empty() || next.contains('\\') || next.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    // A scheme must come with an authority: `http:999` is a relative path to a browser on an
+    // http page, but an absolute URL on an https one.
+    if let Some((scheme, rest)) = next.split_once(':') {
+        let is_scheme = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if is_scheme && !rest.starts_with("//") {
+            return None;
         }
-        _ => "/notes/".to_string(),
+    }
+    // The base's host is one no request can name, so without a Host only paths pass.
+    let host = host.map(str::to_ascii_lowercase);
+    let own = host.as_deref().unwrap_or("portico.invalid");
+    let base = url::Url::parse(&format!("http://{own}/accounts/login/")).ok()?;
+    let url = base.join(next).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.username() != "" || url.password().is_some()
+    {
+        return None;
+    }
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    if authority != own {
+        return None;
+    }
+    Some(url[url::Position::BeforePath..].to_string())
+}
+
+/// The redirect target after login: `next` when it names a page of this site, else
+/// [`DEFAULT_NEXT`].
+pub fn safe_next(next: Option<&str>, host: Option<&str>) -> String {
+    next.and_then(|n| next_path(n, host))
+        .unwrap_or_else(|| DEFAULT_NEXT.to_string())
+}
+
+/// The host a request was sent to (its `Host` header), for [`safe_next`]. The allowed-hosts
+/// layer has already refused hosts the site does not serve.
+#[derive(Debug, Clone)]
+pub struct RequestHost(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestHost {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestHost(
+            parts
+                .headers
+                .get(axum::http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
     }
 }
 
@@ -143,12 +205,149 @@ pub async fn logout(session: &Session) -> Result<(), SessionError> {
 mod tests {
     use super::*;
 
+    const HOST: Option<&str> = Some("testserver");
+
     #[test]
     fn next_never_leaves_the_site() {
-        assert_eq!(safe_next(Some("/notes/3/")), "/notes/3/");
-        assert_eq!(safe_next(Some("//evil.test/")), "/notes/");
-        assert_eq!(safe_next(Some("https://evil.test/")), "/notes/");
-        assert_eq!(safe_next(Some("/\\evil.test")), "/notes/");
-        assert_eq!(safe_next(None), "/notes/");
+        assert_eq!(safe_next(Some("/notes/3/"), HOST), "/notes/3/");
+        assert_eq!(safe_next(Some("//evil.test/"), HOST), DEFAULT_NEXT);
+        assert_eq!(safe_next(Some("https://evil.test/"), HOST), DEFAULT_NEXT);
+        assert_eq!(safe_next(Some("/\\evil.test"), HOST), DEFAULT_NEXT);
+        assert_eq!(safe_next(None, HOST), DEFAULT_NEXT);
+    }
+
+    #[test]
+    fn what_browsers_drop_or_rewrite_cannot_smuggle_another_host() {
+        for bad in [
+            "/\t/evil.test",
+            "/\n/evil.test",
+            "/\r\n/evil.test",
+            "\t//evil.test",
+            " //evil.test",
+            "/\\/evil.test",
+            "\\\\evil.test",
+            "https:evil.test",
+            "HTTPS://evil.test",
+            "//evil.test%2f@testserver",
+            "http://testserver@evil.test/",
+            "data:text/html,hi",
+            "/\u{7f}",
+        ] {
+            assert_eq!(next_path(bad, HOST), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn what_comes_back_is_a_valid_header_value() {
+        // Bytes a header cannot carry come back percent-encoded, never as a 500.
+        for next in ["/%7F", "/ü/", "/a b/", "/x?q=\"<'>\""] {
+            let path = next_path(next, HOST).expect(next);
+            assert!(path.starts_with('/') && !path.starts_with("//"), "{path}");
+            assert!(
+                axum::http::HeaderValue::from_str(&path).is_ok(),
+                "{next:?} -> {path:?}"
+            );
+        }
+        assert_eq!(next_path("/%7F", HOST).as_deref(), Some("/%7F"));
+    }
+
+    #[test]
+    fn without_a_host_only_paths_pass() {
+        assert_eq!(next_path("/notes/", None).as_deref(), Some("/notes/"));
+        assert_eq!(
+            next_path("//portico.invalid/x", None).as_deref(),
+            Some("/x")
+        );
+        assert_eq!(next_path("https://testserver/", None), None);
+    }
+
+    /// Django's `URLHasAllowedHostAndSchemeTests.test_bad_urls`, with this site on `testserver`.
+    #[test]
+    fn django_bad_urls_are_refused() {
+        let bad_urls = [
+            "http://example.com",
+            "http:///example.com",
+            "https://example.com",
+            "ftp://example.com",
+            r"\\example.com",
+            r"\\\example.com",
+            r"/\\/example.com",
+            r"\\\example.com",
+            r"\\example.com",
+            r"\\//example.com",
+            r"/\/example.com",
+            r"\/example.com",
+            r"/\example.com",
+            "http:///example.com",
+            r"http:/\//example.com",
+            r"http:\/example.com",
+            r"http:/\example.com",
+            "javascript:alert(\"XSS\")",
+            "\njavascript:alert(x)",
+            "java\nscript:alert(x)",
+            "\x08//example.com",
+            r"http://otherserver\@example.com",
+            r"http:\\testserver\@example.com",
+            r"http://testserver\me:pass@example.com",
+            r"http://testserver\@example.com",
+            r"http:\\testserver\confirm\me@example.com",
+            "http:999999999",
+            "ftp:9999999999",
+            "\n",
+            "http://[2001:cdba:0000:0000:0000:0000:3257:9652/",
+            "http://2001:cdba:0000:0000:0000:0000:3257:9652]/",
+        ];
+        for bad in bad_urls {
+            assert_eq!(next_path(bad, HOST), None, "{bad:?}");
+        }
+    }
+
+    /// Django's `test_good_urls`; each comes back as the path a browser would go to.
+    #[test]
+    fn django_good_urls_are_kept_as_paths() {
+        let good_urls = [
+            (
+                "/view/?param=http://example.com",
+                "/view/?param=http://example.com",
+            ),
+            (
+                "/view/?param=https://example.com",
+                "/view/?param=https://example.com",
+            ),
+            (
+                "/view?param=ftp://example.com",
+                "/view?param=ftp://example.com",
+            ),
+            (
+                "view/?param=//example.com",
+                "/accounts/login/view/?param=//example.com",
+            ),
+            ("https://testserver/", "/"),
+            ("HTTPS://testserver/", "/"),
+            ("//testserver/", "/"),
+            (
+                "http://testserver/confirm?email=me@example.com",
+                "/confirm?email=me@example.com",
+            ),
+            ("/url%20with%20spaces/", "/url%20with%20spaces/"),
+            (
+                "path/http:2222222222",
+                "/accounts/login/path/http:2222222222",
+            ),
+        ];
+        for (good, path) in good_urls {
+            assert_eq!(next_path(good, HOST).as_deref(), Some(path), "{good:?}");
+        }
+    }
+
+    /// Django's `test_basic_auth` allows credentials for a host named with them; a browser would
+    /// send them to this site, but a login has no use for them, so they are refused.
+    #[test]
+    fn credentials_in_next_are_refused() {
+        assert_eq!(next_path("http://user:pass@testserver/", HOST), None);
+        assert_eq!(
+            next_path("/confirm/me@example.com", HOST).as_deref(),
+            Some("/confirm/me@example.com")
+        );
     }
 }

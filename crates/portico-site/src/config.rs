@@ -40,9 +40,28 @@ impl DataConfig {
         })
     }
 
-    /// Creates the data folder if it does not exist.
+    /// Creates the data folder if it does not exist, readable by the server's user only (it
+    /// holds password hashes, sessions and the secret key). An existing folder keeps its mode;
+    /// one that others can read is reported.
     pub fn ensure_data_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.data_dir)
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&self.data_dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&self.data_dir)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %self.data_dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the data folder can be read by other users; make it private with chmod 700"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -59,6 +78,48 @@ pub struct ServeConfig {
     /// The secret key as hex (at least 32 bytes); default: `<data dir>/secret_key`, made on first run.
     #[arg(long, env = "PORTICO_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+
+    /// Old secret keys (comma-separated hex, newest first) whose signed cookies still verify
+    /// while a new key is rolled out.
+    #[arg(
+        long,
+        env = "PORTICO_SECRET_KEY_FALLBACKS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub secret_key_fallbacks: Vec<String>,
+
+    /// Host names the site answers to (comma-separated; `.example.com` for a domain and its
+    /// sub-domains, `*` for any). Default: the loopback names when bound to a loopback address;
+    /// required on any other address.
+    #[arg(long, env = "PORTICO_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Seconds a client has to send a request's headers, counted from its first byte (or from
+    /// the connection's opening).
+    #[arg(long, env = "PORTICO_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's whole body once its headers have arrived.
+    #[arg(long, env = "PORTICO_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds an idle keep-alive connection stays open waiting for its next request. Longer
+    /// than a proxy's own idle time for its upstream connections (nginx: 60 s), so that the proxy
+    /// closes first and never sends a request on a connection this server is closing.
+    #[arg(long, env = "PORTICO_KEEP_ALIVE_SECS", default_value_t = 75)]
+    pub keep_alive_secs: u64,
+
+    /// Open connections served at once; further connections wait in the listen backlog. Lowered
+    /// at start, with a warning, when the open-file limit cannot hold this many.
+    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds requests in flight may take to finish after SIGTERM or SIGINT before their
+    /// connections are closed. Shorter than the 30 s after which container runtimes send
+    /// SIGKILL, so that the event log is flushed before that.
+    #[arg(long, env = "PORTICO_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
 
     /// This server's name: sent as `X-Portico-Instance` and written in the event log.
     #[arg(long, env = "PORTICO_INSTANCE", default_value = "main")]
@@ -175,6 +236,24 @@ impl ServeConfig {
             )
             .to_string()
         })
+    }
+
+    /// The host names to serve: the configured list, or the loopback names when the list is
+    /// empty and the server listens on a loopback address.
+    pub fn allowed_hosts(&self) -> Result<portico::hosts::AllowedHosts, String> {
+        use portico::hosts::AllowedHosts;
+        if self.allowed_hosts.iter().all(|h| h.trim().is_empty()) {
+            if self.bind.ip().is_loopback() {
+                return Ok(AllowedHosts::loopback());
+            }
+            return Err(format!(
+                "PORTICO_ALLOWED_HOSTS is not set, and the server would listen on the non-loopback \
+                 address {}: name the host names the site is reached by, e.g. \
+                 PORTICO_ALLOWED_HOSTS=www.example.com,.example.com (or * to answer any)",
+                self.bind
+            ));
+        }
+        AllowedHosts::parse(&self.allowed_hosts).map_err(|e| format!("PORTICO_ALLOWED_HOSTS: {e}"))
     }
 
     /// The folder of the event log.

@@ -32,12 +32,13 @@ mod db;
 mod error;
 mod limits;
 mod models;
+mod server;
 mod views;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use portico::captcha::{CaptchaConfig, Mode, Style};
@@ -77,6 +78,10 @@ enum Command {
         /// The password (read from the PORTICO_PASSWORD variable or standard input when absent).
         #[arg(long, env = "PORTICO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Accept a password that fails the strength rules (length, similarity to the name,
+        /// common passwords, all digits), e.g. for a fixture account on a test machine.
+        #[arg(long)]
+        no_validate: bool,
     },
     /// Delete expired sessions from the session store.
     Clearsessions(DataConfig),
@@ -115,10 +120,27 @@ fn init_logging() {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Files this process creates are its user's alone: the databases (and SQLite's -wal and -shm
+/// files beside them), the event log, the secret key. SQLite and the drivers create those files
+/// themselves, so the mask is the one place that covers them all.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging();
+    if !matches!(
+        cli.command,
+        Some(Command::Routes) | Some(Command::CaptchaSamples { .. })
+    ) {
+        private_files();
+    }
     let workers = match &cli.command {
         Some(Command::Serve(c)) => c.workers,
         _ => None,
@@ -150,7 +172,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::Migrate(data)) => {
             let db = open_db(&data).await?;
-            db.migrate().await?;
+            migrate(&db).await?;
             println!("migrations applied to {}", redact(&data.database_url()));
             Ok(())
         }
@@ -158,6 +180,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             data,
             username,
             password,
+            no_validate,
         }) => {
             let password = match password {
                 Some(p) => p,
@@ -169,8 +192,13 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 }
             };
             let db = open_db(&data).await?;
-            db.migrate().await?;
-            let id = models::users::create_user(&db, &username, &password).await?;
+            migrate(&db).await?;
+            let username = models::users::normalize_username(&username);
+            let id = if no_validate {
+                models::users::create_user_unvalidated(&db, &username, &password).await?
+            } else {
+                models::users::create_user(&db, &username, &password).await?
+            };
             println!("created user {username} (id {id})");
             Ok(())
         }
@@ -224,6 +252,13 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
     }
+}
+
+/// Applies the migrations, then gives accounts from before usernames had keys their keys.
+async fn migrate(db: &Db) -> Result<(), BoxError> {
+    db.migrate().await?;
+    models::users::backfill_username_keys(db).await?;
+    Ok(())
 }
 
 async fn open_db(data: &DataConfig) -> Result<Db, BoxError> {
@@ -296,13 +331,21 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         tracing::warn!("################################################################");
     }
     check_session_cookie(&config)?;
+    let allowed_hosts = config.allowed_hosts()?;
     config.data.ensure_data_dir()?;
     let secret = match &config.secret_key {
         Some(hex) => SecretKey::from_hex(hex)?,
         None => SecretKey::load_or_create(&config.data.data_dir.join("secret_key"))?,
     };
+    let secret_fallbacks = config
+        .secret_key_fallbacks
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| SecretKey::from_hex(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("PORTICO_SECRET_KEY_FALLBACKS: {e}"))?;
     let db = open_db(&config.data).await?;
-    db.migrate().await?;
+    migrate(&db).await?;
     let store = open_store(&config.data).await?;
     let clock = Clock::system();
 
@@ -325,6 +368,7 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         https: config.https,
         body_limit: config.body_limit,
         clock: clock.clone(),
+        allowed_hosts,
     };
     let mut captcha = CaptchaConfig::new(
         config.captcha_per_session,
@@ -358,6 +402,7 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
         templates: templates(&config),
         store,
         secret,
+        secret_fallbacks,
     });
 
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
@@ -367,12 +412,14 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
 
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let limits = server::Limits {
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        body_timeout: Duration::from_secs(config.body_timeout_secs),
+        keep_alive: Duration::from_secs(config.keep_alive_secs),
+        max_connections: server::connection_budget(config.max_connections),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    };
+    server::serve(listener, router, limits, shutdown_signal()).await;
     cleanup.abort();
     events.close();
     if let Some(w) = writer {

@@ -3,9 +3,16 @@
 //!
 //! A view takes a [`Cookies`] argument. Reading looks at the request's `Cookie` header; writing is
 //! recorded and turned into `Set-Cookie` headers by [`CookieLayer`] on the way out, so a view that
-//! returns any response at all (a template, a redirect) still sets its cookies. Signed cookies use
-//! the `cookie` crate's HMAC-SHA256 jar with a key derived from the site's secret key: a tampered
-//! value, or one signed by another site, reads as absent, never as a value.
+//! returns any response at all (a template, a redirect) still sets its cookies.
+//!
+//! A signed cookie's value is `value.TAG`, where `TAG` is base64url of the issue time (8 bytes)
+//! and an HMAC-SHA256 (with a key derived from the site's secret key) over the cookie's **name**,
+//! the issue time and the value. So a tampered value, one signed by another site, one copied from
+//! another cookie's name, or one older than its max age reads as absent, never as a value (Django's
+//! `get_signed_cookie` with its salt and `max_age`). The `cookie` crate's signed jar is not used
+//! because it signs the value alone. Old secret keys listed with [`CookieLayer::fallbacks`] still
+//! verify, so a key can be rotated without logging everybody's cookies out; new values are always
+//! signed with the current key.
 //!
 //! This module does not hold the session cookie: the session layer owns that one.
 
@@ -15,12 +22,25 @@ use std::task::{Context, Poll};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderValue, Request, StatusCode};
 use axum::response::Response;
+use base64::Engine;
 use futures_util::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 pub use cookie::{Cookie, SameSite};
 
+use crate::clock::Clock;
 use crate::error::ErrorPage;
 use crate::secret::SecretKey;
+
+/// How long a signed cookie verifies after it was issued, unless a read asks otherwise
+/// ([`Cookies::get_signed_max_age`]): two weeks, the lifetime of an idle session.
+pub const DEFAULT_SIGNED_MAX_AGE: time::Duration = time::Duration::weeks(2);
+/// A signed value may claim an issue time this far ahead of this server's clock (clock skew
+/// between servers); further ahead, it reads as absent.
+const MAX_SKEW_SECS: i64 = 300;
+const TIME_LEN: usize = 8;
+const MAC_LEN: usize = 32;
 
 /// Site-wide defaults every cookie set through [`Cookies`] starts from.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +49,76 @@ pub struct CookieDefaults {
     pub domain: Option<String>,
     /// Whether cookies get the `Secure` attribute.
     pub secure: bool,
+}
+
+/// The keys of signed cookies: the current one signs, every one verifies.
+struct SigningKeys {
+    keys: Vec<[u8; 64]>,
+    clock: Clock,
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
+fn mac(key: &[u8], name: &str, issued: &[u8; TIME_LEN], value: &str) -> Hmac<Sha256> {
+    // HMAC takes keys of any length, so new_from_slice cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(b"portico.cookie.v2");
+    // The name's length first, so that no name/value split can be shifted into another.
+    mac.update(&(name.len() as u64).to_be_bytes());
+    mac.update(name.as_bytes());
+    mac.update(issued);
+    mac.update(value.as_bytes());
+    mac
+}
+
+impl SigningKeys {
+    fn from_secrets(current: &SecretKey, fallbacks: &[SecretKey], clock: Clock) -> Self {
+        let keys = std::iter::once(current)
+            .chain(fallbacks)
+            .map(|k| k.derive("portico.cookies.signing"))
+            .collect();
+        Self { keys, clock }
+    }
+
+    /// `value.TAG`, signed with the current key at the clock's time.
+    fn sign(&self, name: &str, value: &str) -> String {
+        let issued = (self.clock.now() as u64).to_be_bytes();
+        let tag = mac(&self.keys[0], name, &issued, value)
+            .finalize()
+            .into_bytes();
+        let mut raw = [0u8; TIME_LEN + MAC_LEN];
+        raw[..TIME_LEN].copy_from_slice(&issued);
+        raw[TIME_LEN..].copy_from_slice(&tag);
+        format!("{value}.{}", b64().encode(raw))
+    }
+
+    /// The value of a signed cookie named `name` if any key verifies it and it is not older than
+    /// `max_age`.
+    fn verify(&self, name: &str, signed: &str, max_age: time::Duration) -> Option<String> {
+        let (value, tag) = signed.rsplit_once('.')?;
+        let raw = b64().decode(tag).ok()?;
+        if raw.len() != TIME_LEN + MAC_LEN {
+            return None;
+        }
+        let (issued, given) = raw.split_at(TIME_LEN);
+        let issued: [u8; TIME_LEN] = issued.try_into().ok()?;
+        // verify_slice compares in constant time.
+        let good = self
+            .keys
+            .iter()
+            .any(|k| mac(k, name, &issued, value).verify_slice(given).is_ok());
+        if !good {
+            return None;
+        }
+        let issued_at = i64::try_from(u64::from_be_bytes(issued)).ok()?;
+        let now = self.clock.now();
+        if issued_at > now + MAX_SKEW_SECS || now - issued_at > max_age.whole_seconds() {
+            return None;
+        }
+        Some(value.to_string())
+    }
 }
 
 struct Inner {
@@ -50,7 +140,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Cookies {
     inner: Arc<Mutex<Inner>>,
-    key: Arc<cookie::Key>,
+    keys: Arc<SigningKeys>,
     defaults: Arc<CookieDefaults>,
 }
 
@@ -63,7 +153,7 @@ impl std::fmt::Debug for Cookies {
 impl Cookies {
     fn new(
         headers: &http::HeaderMap,
-        key: Arc<cookie::Key>,
+        keys: Arc<SigningKeys>,
         defaults: Arc<CookieDefaults>,
     ) -> Self {
         let mut jar = cookie::CookieJar::new();
@@ -75,7 +165,7 @@ impl Cookies {
         }
         Self {
             inner: Arc::new(Mutex::new(Inner { jar })),
-            key,
+            keys,
             defaults,
         }
     }
@@ -123,20 +213,33 @@ impl Cookies {
         self.with(|i| i.jar.remove(c));
     }
 
-    /// Sets a cookie whose value is signed with the site's key.
+    /// Sets a cookie whose value is signed with the site's key, bound to the cookie's name and
+    /// dated now.
     pub fn set_signed_cookie(&self, cookie: impl Into<Cookie<'static>>) {
-        let c = self.apply_defaults(cookie.into());
-        self.with(|i| i.jar.signed_mut(&self.key).add(c));
+        let mut c = self.apply_defaults(cookie.into());
+        let signed = self.keys.sign(c.name(), c.value());
+        c.set_value(signed);
+        self.with(|i| i.jar.add(c));
     }
 
-    /// The verified value of a signed cookie; absent when missing, tampered or signed elsewhere.
+    /// The verified value of a signed cookie issued at most [`DEFAULT_SIGNED_MAX_AGE`] ago;
+    /// absent when missing, tampered, signed elsewhere or for another name, or too old.
     pub fn get_signed(&self, name: &str) -> Option<String> {
-        self.with(|i| {
-            i.jar
-                .signed(&self.key)
-                .get(name)
-                .map(|c| c.value().to_string())
-        })
+        self.get_signed_max_age(name, DEFAULT_SIGNED_MAX_AGE)
+    }
+
+    /// The verified value of a signed cookie issued at most `max_age` ago.
+    ///
+    /// ```
+    /// use portico::cookies::Cookies;
+    /// async fn plan(cookies: Cookies) -> String {
+    ///     cookies.get_signed_max_age("plan", time::Duration::hours(1)).unwrap_or_default()
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(plan));
+    /// ```
+    pub fn get_signed_max_age(&self, name: &str, max_age: time::Duration) -> Option<String> {
+        let raw = self.get(name)?;
+        self.keys.verify(name, &raw, max_age)
     }
 
     fn set_cookie_headers(&self) -> Vec<HeaderValue> {
@@ -166,17 +269,46 @@ impl<S: Send + Sync> FromRequestParts<S> for Cookies {
 /// The layer that gives views [`Cookies`] and writes their changes as `Set-Cookie` headers.
 #[derive(Clone)]
 pub struct CookieLayer {
-    key: Arc<cookie::Key>,
+    keys: Arc<SigningKeys>,
     defaults: Arc<CookieDefaults>,
 }
 
 impl CookieLayer {
-    /// A layer signing with a key derived from `secret`.
+    /// A layer signing with a key derived from `secret`, dating signed values by the system clock.
     pub fn new(secret: &SecretKey, defaults: CookieDefaults) -> Self {
-        let key = cookie::Key::derive_from(&secret.derive("portico.cookies.signing"));
         Self {
-            key: Arc::new(key),
+            keys: Arc::new(SigningKeys::from_secrets(secret, &[], Clock::system())),
             defaults: Arc::new(defaults),
+        }
+    }
+
+    /// The same layer that also verifies values signed under `old` keys (newest first), e.g.
+    /// the keys of `PORTICO_SECRET_KEY_FALLBACKS` while a new key is rolled out. Values are still
+    /// signed with the current key only.
+    ///
+    /// ```
+    /// use portico::cookies::{CookieDefaults, CookieLayer};
+    /// use portico::secret::SecretKey;
+    /// let (new, old) = (SecretKey::generate(), SecretKey::generate());
+    /// let layer = CookieLayer::new(&new, CookieDefaults::default()).fallbacks(&new, &[old]);
+    /// # let _ = layer;
+    /// ```
+    pub fn fallbacks(self, current: &SecretKey, old: &[SecretKey]) -> Self {
+        let clock = self.keys.clock.clone();
+        Self {
+            keys: Arc::new(SigningKeys::from_secrets(current, old, clock)),
+            defaults: self.defaults,
+        }
+    }
+
+    /// The same layer dating and checking signed values by `clock` (tests move it).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self {
+            keys: Arc::new(SigningKeys {
+                keys: self.keys.keys.clone(),
+                clock,
+            }),
+            defaults: self.defaults,
         }
     }
 }
@@ -215,7 +347,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let cookies = Cookies::new(
             req.headers(),
-            self.layer.key.clone(),
+            self.layer.keys.clone(),
             self.layer.defaults.clone(),
         );
         req.extensions_mut().insert(cookies.clone());
@@ -235,10 +367,24 @@ mod tests {
     use super::*;
 
     fn cookies_from(header_value: &str, secret: &SecretKey) -> Cookies {
+        cookies_with(
+            header_value,
+            &CookieLayer::new(secret, CookieDefaults::default()),
+        )
+    }
+
+    fn cookies_with(header_value: &str, layer: &CookieLayer) -> Cookies {
         let mut h = http::HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_str(header_value).unwrap());
-        let layer = CookieLayer::new(secret, CookieDefaults::default());
-        Cookies::new(&h, layer.key, layer.defaults)
+        Cookies::new(&h, layer.keys.clone(), layer.defaults.clone())
+    }
+
+    fn signed_with(layer: &CookieLayer, name: &str, value: &str) -> String {
+        let c = cookies_with("x=1", layer);
+        c.set_signed_cookie(Cookie::new(name.to_string(), value.to_string()));
+        let header = c.set_cookie_headers().remove(0);
+        let parsed = Cookie::parse_encoded(header.to_str().unwrap().to_string()).unwrap();
+        parsed.value().to_string()
     }
 
     fn signed_value(secret: &SecretKey, name: &str, value: &str) -> String {
@@ -289,7 +435,7 @@ mod tests {
                 secure: true,
             },
         );
-        let c = Cookies::new(&h, layer.key, layer.defaults);
+        let c = Cookies::new(&h, layer.keys, layer.defaults);
         c.set_cookie(Cookie::new("k", "v"));
         let v = c.set_cookie_headers()[0].to_str().unwrap().to_string();
         assert!(
@@ -324,5 +470,70 @@ mod tests {
         let value = signed_value(&SecretKey::from_bytes([3; 64]), "plan", "pro");
         let c = cookies_from(&format!("plan={value}"), &SecretKey::from_bytes([4; 64]));
         assert_eq!(c.get_signed("plan"), None);
+    }
+
+    #[test]
+    fn value_signed_for_one_name_reads_as_absent_under_another() {
+        let secret = SecretKey::from_bytes([3; 64]);
+        let value = signed_value(&secret, "a", "admin");
+        let c = cookies_from(&format!("a={value}; b={value}"), &secret);
+        assert_eq!(c.get_signed("a").as_deref(), Some("admin"));
+        assert_eq!(c.get_signed("b"), None);
+    }
+
+    #[test]
+    fn value_past_its_max_age_reads_as_absent() {
+        let clock = Clock::manual(1_700_000_000);
+        let layer = CookieLayer::new(&SecretKey::from_bytes([3; 64]), CookieDefaults::default())
+            .with_clock(clock.clone());
+        let value = signed_with(&layer, "plan", "pro");
+        let c = cookies_with(&format!("plan={value}"), &layer);
+        assert_eq!(c.get_signed("plan").as_deref(), Some("pro"));
+        clock.advance(3600);
+        let c = cookies_with(&format!("plan={value}"), &layer);
+        assert_eq!(
+            c.get_signed_max_age("plan", time::Duration::minutes(59)),
+            None
+        );
+        assert_eq!(
+            c.get_signed_max_age("plan", time::Duration::minutes(61))
+                .as_deref(),
+            Some("pro")
+        );
+        clock.advance(DEFAULT_SIGNED_MAX_AGE.whole_seconds());
+        let c = cookies_with(&format!("plan={value}"), &layer);
+        assert_eq!(c.get_signed("plan"), None);
+    }
+
+    #[test]
+    fn value_dated_in_the_future_reads_as_absent() {
+        let clock = Clock::manual(1_700_000_000);
+        let layer = CookieLayer::new(&SecretKey::from_bytes([3; 64]), CookieDefaults::default())
+            .with_clock(clock.clone());
+        let value = signed_with(
+            &layer.clone().with_clock(Clock::manual(1_700_100_000)),
+            "plan",
+            "pro",
+        );
+        let c = cookies_with(&format!("plan={value}"), &layer);
+        assert_eq!(c.get_signed("plan"), None);
+    }
+
+    #[test]
+    fn old_key_verifies_only_when_listed_as_a_fallback() {
+        let old = SecretKey::from_bytes([5; 64]);
+        let new = SecretKey::from_bytes([6; 64]);
+        let value = signed_value(&old, "plan", "pro");
+        let without = CookieLayer::new(&new, CookieDefaults::default());
+        let c = cookies_with(&format!("plan={value}"), &without);
+        assert_eq!(c.get_signed("plan"), None);
+        let with = CookieLayer::new(&new, CookieDefaults::default())
+            .fallbacks(&new, std::slice::from_ref(&old));
+        let c = cookies_with(&format!("plan={value}"), &with);
+        assert_eq!(c.get_signed("plan").as_deref(), Some("pro"));
+        // New values are signed with the current key: they verify without the fallback.
+        let fresh = signed_with(&with, "plan", "max");
+        let c = cookies_with(&format!("plan={fresh}"), &without);
+        assert_eq!(c.get_signed("plan").as_deref(), Some("max"));
     }
 }

@@ -27,9 +27,12 @@
 //! then: a token from before login or logout is refused after it, as with sessions alone.
 //!
 //! [`CsrfLayer`] checks POST, PUT, PATCH and DELETE. First the browser's word about where the
-//! request comes from: `Sec-Fetch-Site: cross-site` is refused, an `Origin` that is neither the
-//! site's own nor trusted is refused (`null` included), and over HTTPS a request with neither
-//! header needs a same-origin `Referer`. Then the token, from the form field `csrfmiddlewaretoken`
+//! request comes from: an `Origin` in the configured trusted origins is accepted (a trusted origin
+//! is another site by definition, so its browser says `Sec-Fetch-Site: cross-site`); otherwise
+//! `Sec-Fetch-Site: cross-site` is refused, an `Origin` that is not the site's own is refused
+//! (`null` included), and over HTTPS a request with neither header needs a same-origin `Referer`.
+//! The site's own origins are the request's scheme and port with the request's host or any host
+//! the allowed-hosts list names (not `*`). Then the token, from the form field `csrfmiddlewaretoken`
 //! or the `X-CSRFToken` header, compared in constant time. GET, HEAD, OPTIONS and TRACE are never
 //! checked and must never change state.
 //!
@@ -68,6 +71,7 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::error::ErrorPage;
+use crate::hosts::{split_host, AllowedHosts};
 use crate::params::{collect_body, form_kind, BodyLimit, Params, QueryDict, DEFAULT_BODY_LIMIT};
 use crate::secret::SecretKey;
 use crate::session::{self, Session, SessionError, Status};
@@ -182,6 +186,9 @@ pub struct CsrfConfig {
     pub body_limit: usize,
     /// The clock tokens are dated with.
     pub clock: Clock,
+    /// The host names the site answers to; an origin on any of them (same scheme and port as
+    /// the request) is the site's own.
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Default for CsrfConfig {
@@ -192,6 +199,7 @@ impl Default for CsrfConfig {
             https: false,
             body_limit: DEFAULT_BODY_LIMIT,
             clock: Clock::system(),
+            allowed_hosts: AllowedHosts::default(),
         }
     }
 }
@@ -572,20 +580,49 @@ fn origin_of_url(url: &str) -> Option<String> {
     ))
 }
 
+/// An origin's parts: scheme, host (lower case, no trailing dot) and port (the scheme's default
+/// when absent).
+fn split_origin(origin: &str) -> Option<(&str, &str, u16)> {
+    let (scheme, authority) = origin.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (host, port) = split_host(authority)?;
+    Some((scheme, host, port.unwrap_or(default_port)))
+}
+
 impl CsrfConfig {
-    fn own_origin(&self, headers: &http::HeaderMap) -> Option<String> {
-        let host = header_str(headers, header::HOST)?;
-        Some(format!(
-            "{}://{}",
-            if self.https { "https" } else { "http" },
-            host.to_ascii_lowercase()
-        ))
+    fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    fn trusted(&self, origin: &str, own: Option<&str>) -> bool {
-        if Some(origin) == own {
-            return true;
-        }
+    /// Whether `origin` (lower case) is the site's own: the request's scheme and port, and the
+    /// request's host or a host the allowed-hosts list names.
+    fn is_own(&self, origin: &str, headers: &http::HeaderMap) -> bool {
+        let Some(host_header) = header_str(headers, header::HOST) else {
+            return false;
+        };
+        let host_header = host_header.to_ascii_lowercase();
+        let scheme = self.scheme();
+        let default_port = if self.https { 443 } else { 80 };
+        let (Some((req_host, req_port)), Some((o_scheme, o_host, o_port))) =
+            (split_host(&host_header), split_origin(origin))
+        else {
+            return false;
+        };
+        o_scheme == scheme
+            && o_port == req_port.unwrap_or(default_port)
+            && (o_host == req_host || self.allowed_hosts.names(o_host))
+    }
+
+    /// Whether `origin` (lower case) is one of the configured trusted origins.
+    fn is_trusted(&self, origin: &str) -> bool {
         self.trusted_origins.iter().any(|t| {
             let t = t.trim_end_matches('/').to_ascii_lowercase();
             match t.split_once("://*.") {
@@ -599,15 +636,22 @@ impl CsrfConfig {
 
     /// The browser-signal checks that come before the token.
     fn check_source(&self, headers: &http::HeaderMap) -> Result<(), Reason> {
+        let origin = header_str(headers, header::ORIGIN).map(|o| o.trim().to_ascii_lowercase());
+        // The operator's list outranks the browser's label: a trusted origin is another site, so
+        // its requests always arrive marked cross-site.
+        if origin
+            .as_deref()
+            .is_some_and(|o| o != "null" && self.is_trusted(o))
+        {
+            return Ok(());
+        }
         if header_str(headers, "sec-fetch-site")
             .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
         {
             return Err(Reason::CrossSite);
         }
-        let own = self.own_origin(headers);
-        if let Some(origin) = header_str(headers, header::ORIGIN) {
-            let origin = origin.trim().to_ascii_lowercase();
-            if origin == "null" || !self.trusted(&origin, own.as_deref()) {
+        if let Some(origin) = origin {
+            if origin == "null" || !self.is_own(&origin, headers) {
                 return Err(Reason::BadOrigin);
             }
             return Ok(());
@@ -615,7 +659,7 @@ impl CsrfConfig {
         if self.https {
             let referer_origin = header_str(headers, header::REFERER).and_then(origin_of_url);
             match referer_origin {
-                Some(r) if self.trusted(&r, own.as_deref()) => {}
+                Some(r) if self.is_own(&r, headers) || self.is_trusted(&r) => {}
                 _ => return Err(Reason::BadReferer),
             }
         }
@@ -918,6 +962,51 @@ mod tests {
             ("origin", "http://site.test"),
         ]);
         assert_eq!(c.check_source(&h), Ok(()));
+    }
+
+    #[test]
+    fn trusted_origin_is_accepted_even_when_marked_cross_site() {
+        let c = CsrfConfig {
+            trusted_origins: vec!["https://admin.partner.test".into()],
+            ..CsrfConfig::default()
+        };
+        let h = headers(&[
+            ("host", "site.test"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://admin.partner.test"),
+        ]);
+        assert_eq!(c.check_source(&h), Ok(()));
+        let h = headers(&[
+            ("host", "site.test"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.test"),
+        ]);
+        assert_eq!(c.check_source(&h), Err(Reason::CrossSite));
+    }
+
+    #[test]
+    fn origins_on_allowed_hosts_are_own_but_any_host_is_not() {
+        let c = CsrfConfig {
+            allowed_hosts: AllowedHosts::parse(["*", ".portico.test"]).unwrap(),
+            ..CsrfConfig::default()
+        };
+        let check = |o: &str| {
+            c.check_source(&headers(&[
+                ("host", "news.portico.test:8080"),
+                ("origin", o),
+            ]))
+        };
+        assert_eq!(check("http://news.portico.test:8080"), Ok(()));
+        assert_eq!(check("http://sports.portico.test:8080"), Ok(()));
+        assert_eq!(
+            check("http://sports.portico.test:9090"),
+            Err(Reason::BadOrigin)
+        );
+        assert_eq!(
+            check("https://sports.portico.test:8080"),
+            Err(Reason::BadOrigin)
+        );
+        assert_eq!(check("http://evil.test:8080"), Err(Reason::BadOrigin));
     }
 
     #[test]

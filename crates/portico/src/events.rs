@@ -201,7 +201,12 @@ impl EventLog {
     /// Starts the writer thread. `hash_key` keys the session-id hash, so the log cannot be joined
     /// against a stolen session table.
     pub fn start(config: EventConfig, hash_key: [u8; 32]) -> std::io::Result<(Self, EventWriter)> {
-        std::fs::create_dir_all(&config.dir)?;
+        // The log names accounts and addresses: readable by the server's user only.
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&config.dir)?;
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let closed = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
@@ -311,10 +316,11 @@ struct OpenFile {
 fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Result<OpenFile> {
     loop {
         let path = file_name(&config.dir, day, &config.instance, part);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
         let size = file.metadata()?.len();
         if size < config.max_file_bytes {
             return Ok(OpenFile {

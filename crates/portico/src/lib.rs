@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! socket -> hyper/axum -> request id, client address, event log   (events::EventLayer)
+//!        -> allowed host names      (hosts::AllowedHostsLayer: any other Host gets 400)
 //!        -> cookies                 (cookies::CookieLayer: read Cookie, collect Set-Cookie)
 //!        -> session, lazily loaded  (session::SessionLayer: no I/O until a view or CSRF asks)
 //!        -> CSRF check              (csrf::CsrfLayer: unsafe methods only; the session's secret,
@@ -30,6 +31,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod events;
+pub mod hosts;
 pub mod params;
 pub mod ratelimit;
 pub mod secret;

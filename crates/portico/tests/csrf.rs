@@ -530,6 +530,39 @@ async fn trusted_origin_passes() {
 }
 
 #[tokio::test]
+async fn trusted_origin_passes_although_its_browser_says_cross_site() {
+    let site = spawn(false, &["https://admin.example.test"]).await;
+    let c = client();
+    let t = site.token(&c).await;
+    let resp = c
+        .post(site.url("/form/"))
+        .header("origin", "https://admin.example.test")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "partner")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(site.written(&c).await.as_deref(), Some("partner"));
+}
+
+#[tokio::test]
+async fn cross_site_from_an_untrusted_origin_is_refused_when_others_are_trusted() {
+    let site = spawn(false, &["https://admin.example.test"]).await;
+    let c = client();
+    let t = site.token(&c).await;
+    let resp = c
+        .post(site.url("/form/"))
+        .header("origin", "https://evil.test")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrfmiddlewaretoken", t.as_str()), ("note", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_refused(&site, &c, resp, "another web site").await;
+}
+
+#[tokio::test]
 async fn safe_methods_are_never_checked() {
     let site = spawn(false, &[]).await;
     let c = client();

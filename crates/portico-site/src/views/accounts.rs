@@ -32,7 +32,7 @@ use portico::template::Page;
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::{self, MaybeUser, User};
+use crate::auth::{self, MaybeUser, RequestHost, User};
 use crate::error::{AppError, AppResult};
 use crate::limits;
 use crate::models::users::{self, CreateUserError, PASSWORD_MAX, USERNAME_MAX};
@@ -246,13 +246,19 @@ async fn login_form(
     cookies: Cookies,
     Resubmitted(kept): Resubmitted,
     Query(q): Query,
+    RequestHost(host): RequestHost,
     _user: MaybeUser,
 ) -> AppResult {
+    // Only a `next` that stays on the site is echoed into the form and the captcha's links.
+    let next = |raw: Option<&str>| {
+        raw.and_then(|n| auth::next_path(n, host.as_deref()))
+            .unwrap_or_default()
+    };
     let form = match &kept {
         Some(k) => LoginForm::new(
             k.get("username").unwrap_or("").to_string(),
             checked(k.get("remember")),
-            k.get("next").or(q.get("next")).unwrap_or("").to_string(),
+            next(k.get("next").or(q.get("next"))),
             mode_of(k.get("captcha_mode")),
         ),
         None => {
@@ -260,7 +266,7 @@ async fn login_form(
             LoginForm::new(
                 remembered.clone().unwrap_or_default(),
                 remembered.is_some(),
-                q.get("next").unwrap_or("").to_string(),
+                next(q.get("next")),
                 mode_of(q.get("captcha_mode")),
             )
         }
@@ -269,22 +275,28 @@ async fn login_form(
 }
 
 /// POST /accounts/login/
+// Each argument is one extractor, one thing the view reads from the request.
+#[allow(clippy::too_many_arguments)]
 async fn login(
     State(state): State<AppState>,
     page: Page,
     session: Session,
     cookies: Cookies,
     events: Events,
+    RequestHost(host): RequestHost,
     _user: MaybeUser,
     params: Params,
 ) -> AppResult {
     let username = params.get("username").unwrap_or("").trim().to_string();
     let password = params.get("password").unwrap_or("");
     let mode = mode_of(params.get("captcha_mode"));
+    let next = params
+        .get("next")
+        .and_then(|n| auth::next_path(n, host.as_deref()));
     let mut form = LoginForm::new(
         username.clone(),
         checked(params.get("remember")),
-        params.get("next").unwrap_or("").to_string(),
+        next.clone().unwrap_or_default(),
         mode,
     );
     let account = account_key(&username);
@@ -395,7 +407,7 @@ async fn login(
     events
         .emit(Event::new("login_ok").account(&row.username))
         .await;
-    Ok(Redirect::to(&auth::safe_next(params.get("next"))).into_response())
+    Ok(Redirect::to(&auth::safe_next(params.get("next"), host.as_deref())).into_response())
 }
 
 /// The registration form's values and messages.
@@ -425,6 +437,7 @@ impl RegisterForm {
                     form => self,
                     username_max => USERNAME_MAX,
                     password_min => users::PASSWORD_MIN,
+                    password_help => crate::models::passwords::HELP,
                     password_max => PASSWORD_MAX,
                 },
             )
@@ -459,7 +472,7 @@ async fn register(
     _user: MaybeUser,
     params: Params,
 ) -> AppResult {
-    let username = params.get("username").unwrap_or("").trim().to_string();
+    let username = users::normalize_username(params.get("username").unwrap_or(""));
     let password = params.get("password").unwrap_or("");
     let password2 = params.get("password2").unwrap_or("");
     let mode = mode_of(params.get("captcha_mode"));

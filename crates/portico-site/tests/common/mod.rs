@@ -103,6 +103,23 @@ impl TestApp {
         self.base.trim_start_matches("http://").to_string()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the server to exit; answers its exit status if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Stops the site with SIGTERM and waits for it (graceful shutdown flushes the event log).
     pub fn stop(&mut self) {
         #[cfg(unix)]
