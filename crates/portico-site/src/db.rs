@@ -12,8 +12,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use portico::sqlite::{rusqlite, ReadPool};
-use sqlx::any::{install_default_drivers, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{install_default_drivers, AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor, Row};
 
 /// WAL lets readers go on while a writer writes; the busy timeout makes writers queue instead of
 /// failing.
@@ -135,6 +136,21 @@ impl Db {
             }
         }
     }
+}
+
+/// Runs an `INSERT … RETURNING id` to its very end and answers the id.
+///
+/// Both drivers hand the returned row over before the statement is done: SQLite commits an
+/// autocommit statement only when it is stepped past its last row, and PostgreSQL commits when it
+/// answers the statement's `Sync`. `fetch_one` stops reading at the row, so a commit that fails
+/// after it (a full disk, a server shutting down) went unseen and the caller was given the id of a
+/// row that was never stored. Reading every result to the end reports that failure instead.
+pub async fn insert_returning_id<'q>(
+    db: &Db,
+    query: Query<'q, Any, AnyArguments<'q>>,
+) -> Result<i64, sqlx::Error> {
+    let rows = query.fetch_all(&db.pool).await?;
+    rows.first().ok_or(sqlx::Error::RowNotFound)?.try_get(0)
 }
 
 /// A failed read on a [`ReadPool`] connection as the error the views already handle: a database

@@ -146,19 +146,19 @@ pub async fn create_user(db: &Db, username: &str, password: &str) -> Result<i64,
         .await
         .map_err(CreateUserError::Hash)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let row = sqlx::query(
+    // Read to the end: the id is answered only once the row is stored.
+    let query = sqlx::query(
         "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(username)
     .bind(&hash)
-    .bind(now)
-    .fetch_one(&db.pool)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => CreateUserError::Taken,
-        _ => CreateUserError::Db(e),
-    })?;
-    Ok(row.try_get::<i64, _>(0)?)
+    .bind(now);
+    crate::db::insert_returning_id(db, query)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => CreateUserError::Taken,
+            _ => CreateUserError::Db(e),
+        })
 }
 
 /// The user with this name, if any.
