@@ -153,6 +153,45 @@ pub async fn insert_returning_id<'q>(
     rows.first().ok_or(sqlx::Error::RowNotFound)?.try_get(0)
 }
 
+/// Whether a database error means "unavailable for now" (answered 503: try again shortly) rather
+/// than a fault in the request or the code (500).
+///
+/// Unavailable: the pool or the connection failed (a server that is down or restarting), and
+/// errors the database raises when it cannot keep data right now — on SQLite a full disk, an I/O
+/// error, a lock held past the busy timeout, a file that cannot be opened or is read-only; on
+/// PostgreSQL the connection classes (08), insufficient resources such as a full disk (53),
+/// operator intervention such as a shutdown (57P), system errors (58) and read-only standbys.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                let code = d.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                matches!(
+                    code & 0xff,
+                    rusqlite::ffi::SQLITE_BUSY
+                        | rusqlite::ffi::SQLITE_LOCKED
+                        | rusqlite::ffi::SQLITE_NOMEM
+                        | rusqlite::ffi::SQLITE_READONLY
+                        | rusqlite::ffi::SQLITE_IOERR
+                        | rusqlite::ffi::SQLITE_FULL
+                        | rusqlite::ffi::SQLITE_CANTOPEN
+                )
+            } else {
+                let state = d.code().unwrap_or_default();
+                ["08", "53", "57P", "58"]
+                    .iter()
+                    .any(|class| state.starts_with(class))
+                    || state == "25006"
+            }
+        }
+        _ => false,
+    }
+}
+
 /// A failed read on a [`ReadPool`] connection as the error the views already handle: a database
 /// that stays locked past the busy timeout is unavailable (503), anything else is a server error.
 pub fn read_error(e: rusqlite::Error) -> sqlx::Error {

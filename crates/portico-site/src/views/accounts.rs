@@ -345,6 +345,7 @@ async fn login(
 struct RegisterForm {
     username: String,
     errors: BTreeMap<&'static str, String>,
+    form_error: Option<&'static str>,
     captcha: CaptchaWidget,
 }
 
@@ -353,6 +354,7 @@ impl RegisterForm {
         RegisterForm {
             username,
             errors: BTreeMap::new(),
+            form_error: None,
             captcha: CaptchaWidget::new(mode, "/accounts/register/", ""),
         }
     }
@@ -446,6 +448,11 @@ async fn register(
         Err(CreateUserError::InvalidPassword(m)) => {
             form.errors.insert("password", m);
             return form.render(&page, StatusCode::BAD_REQUEST).await;
+        }
+        Err(CreateUserError::Db(e)) if crate::db::is_unavailable(&e) => {
+            tracing::error!(error = %e, "database unavailable; the registration form is shown again");
+            form.form_error = Some(crate::error::DB_UNAVAILABLE);
+            return form.render(&page, StatusCode::SERVICE_UNAVAILABLE).await;
         }
         Err(CreateUserError::Db(e)) => return Err(AppError::Db(e)),
         Err(CreateUserError::Hash(e)) => return Err(AppError::Task(e)),
