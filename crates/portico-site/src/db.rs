@@ -91,9 +91,17 @@ impl Db {
         // sixth of the notes page's server time), on SQLite a second hand-off to the driver's
         // thread. A connection that died (database restart) fails one query, answered 503, and
         // is replaced.
+        // How long a request may wait for a connection. On PostgreSQL that includes reconnecting
+        // to a server that refuses connections (restarting), which the pool retries: a restart
+        // shorter than a second goes unnoticed, a longer one answers 503 after a second rather
+        // than holding requests for as long as the outage lasts.
+        let acquire = match backend {
+            Backend::Sqlite => Duration::from_secs(3),
+            Backend::Postgres => Duration::from_secs(1),
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(3))
+            .acquire_timeout(acquire)
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
