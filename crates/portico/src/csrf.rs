@@ -46,7 +46,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
-use crate::error::ErrorPage;
+use crate::error::{ErrorPage, KeptInput};
 use crate::params::{collect_body, form_kind, BodyLimit, Params, QueryDict, DEFAULT_BODY_LIMIT};
 use crate::session::{Session, SessionError};
 
@@ -275,6 +275,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Resubmitted {
 fn is_secret_field(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("password") || n == FORM_FIELD
+}
+
+/// The posted fields that may be shown back: all but passwords and the token.
+fn kept_fields(params: &Params) -> QueryDict {
+    let mut q = QueryDict::new();
+    for (n, v) in params.form.iter().filter(|(n, _)| !is_secret_field(n)) {
+        q.push(n, v);
+    }
+    q
 }
 
 /// The CSRF layer; see the module docs.
@@ -511,7 +520,22 @@ where
                     } else {
                         match existing_secret(&session).await {
                             Ok(s) => s,
-                            Err(e) => return Ok(e.into_response()),
+                            Err(e) => {
+                                // The store is down: the form cannot be checked, nor shown again
+                                // by its page; the error page gives its fields back instead.
+                                let mut resp = e.into_response();
+                                if let Some(p) = &params {
+                                    resp.extensions_mut().insert(KeptInput {
+                                        action: parts
+                                            .uri
+                                            .path_and_query()
+                                            .map_or("/", |pq| pq.as_str())
+                                            .to_string(),
+                                        fields: kept_fields(p),
+                                    });
+                                }
+                                return Ok(resp);
+                            }
                         }
                     };
                     verify(
@@ -552,13 +576,7 @@ async fn reshow_form<S>(mut inner: S, mut parts: Parts, params: Params, reason: 
 where
     S: tower::Service<Request<Body>, Response = Response, Error = std::convert::Infallible>,
 {
-    let kept: QueryDict = {
-        let mut q = QueryDict::new();
-        for (n, v) in params.form.iter().filter(|(n, _)| !is_secret_field(n)) {
-            q.push(n, v);
-        }
-        q
-    };
+    let kept = kept_fields(&params);
     parts.method = Method::GET;
     parts.headers.remove(header::CONTENT_TYPE);
     parts.headers.remove(header::CONTENT_LENGTH);
