@@ -123,7 +123,7 @@ async fn redis_killed_under_load_answers_503_quickly_recovers_and_keeps_every_ac
         tokio::time::sleep(Duration::from_secs(1)).await;
         let lost = Instant::now();
         redis.kill();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         redis.restart();
         let back = Instant::now();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -173,5 +173,110 @@ async fn redis_killed_under_load_answers_503_quickly_recovers_and_keeps_every_ac
 
     let checked = faults::assert_acknowledged_writes_kept(&app, &visitors, &writes).await;
     assert!(checked > 0);
+    drop(app);
+}
+
+/// The fields of the form in a page, as a browser would send them.
+fn form_fields(page: &str, form_id: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("id=\"{form_id}\""))
+        .unwrap_or_else(|| panic!("no form {form_id} in {page}"));
+    let form = &page[start
+        ..page[start..]
+            .find("</form>")
+            .map_or(page.len(), |e| start + e)];
+    let mut fields = Vec::new();
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(tag[at..at + tag[at..].find('"')?].to_string())
+    };
+    for (i, _) in form.match_indices('<') {
+        let tag = &form[i..i + form[i..].find('>').unwrap_or(0) + 1];
+        if tag.starts_with("<input") {
+            let unchecked = tag.contains("type=\"checkbox\"") && !tag.contains(" checked");
+            if let (Some(n), Some(v), false) = (attr(tag, "name"), attr(tag, "value"), unchecked) {
+                fields.push((n, v));
+            }
+        } else if tag.starts_with("<textarea") {
+            let rest = &form[i + tag.len()..];
+            let text = &rest[..rest.find("</textarea>").unwrap_or(0)];
+            // A browser drops the newline right after the opening tag.
+            let text = text.strip_prefix('\n').unwrap_or(text);
+            if let Some(n) = attr(tag, "name") {
+                fields.push((n, text.to_string()));
+            }
+        }
+    }
+    fields
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_posted_while_redis_is_down_is_given_back_and_can_be_sent_again() {
+    let port = free_port();
+    let mut redis = Redis::start(port, &temp_dir("redis"));
+    let app = TestApp::spawn(&[
+        (
+            "PORTICO_SESSION_STORE",
+            &format!("redis://127.0.0.1:{port}/0"),
+        ),
+        ("PORTICO_LOG", "off"),
+    ]);
+    let visitor = sign_up(&app, &unique("kept")).await;
+    let title = unique("kept-title-");
+    let body = faults::body_text(&title, 200);
+    redis.kill();
+
+    let note = Kind::NewNote {
+        title: title.clone(),
+        body: body.clone(),
+    };
+    let refused = send(&app, 0, &visitor, note).await;
+    assert_clear_refusal(&refused);
+    let page = faults::unescape(&refused.body);
+    assert!(page.contains("action=\"/notes/new/\""), "{page}");
+    let kept = form_fields(&page, "kept");
+    assert!(
+        !kept.iter().any(|(n, _)| n == "csrfmiddlewaretoken"),
+        "the old token is not given back"
+    );
+
+    redis.restart();
+    // "Send again": the kept fields, without a token, come back as the note form to confirm.
+    let again = visitor
+        .client
+        .post(app.url("/notes/new/"))
+        .form(&kept)
+        .send()
+        .await
+        .expect("send again");
+    assert_eq!(
+        again.status(),
+        403,
+        "a post without a token is confirmed first"
+    );
+    let form = faults::unescape(&again.text().await.expect("the note form"));
+    let confirmed = form_fields(&form, "note-form");
+    assert!(
+        confirmed.contains(&("title".into(), title.clone())),
+        "{form}"
+    );
+    let confirm = visitor
+        .client
+        .post(app.url("/notes/new/"))
+        .form(&confirmed)
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(confirm.status(), 303, "the confirmed note is stored");
+    let id: i64 = confirm.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/notes/")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let (status, shown) = faults::note_page(&app, &visitor, id).await;
+    assert_eq!(status, 200);
+    assert!(shown.contains(&title) && shown.contains(&body));
     drop(app);
 }
