@@ -91,17 +91,13 @@ impl Db {
         // sixth of the notes page's server time), on SQLite a second hand-off to the driver's
         // thread. A connection that died (database restart) fails one query, answered 503, and
         // is replaced.
-        // How long a request may wait for a connection. On PostgreSQL that includes reconnecting
-        // to a server that refuses connections (restarting), which the pool retries: a restart
-        // shorter than a second goes unnoticed, a longer one answers 503 after a second rather
-        // than holding requests for as long as the outage lasts.
-        let acquire = match backend {
-            Backend::Sqlite => Duration::from_secs(3),
-            Backend::Postgres => Duration::from_secs(1),
-        };
+        // A request waits up to 3 s for a connection, so a burst queues for the few connections
+        // rather than answering 503; the same wait covers reconnecting to a server that refuses
+        // connections (restarting). The PostgreSQL session store gives up sooner (1.5 s): with
+        // sessions there too, a database that went away is a quick 503 there first.
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(acquire)
+            .acquire_timeout(Duration::from_secs(3))
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
