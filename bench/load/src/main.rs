@@ -632,9 +632,13 @@ async fn main() {
         tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            // The last sample half a second before the end, while every visitor is still busy.
-            while Instant::now() + Duration::from_millis(500) < until {
+            loop {
                 tick.tick().await;
+                // The last sample at least half a second before the end, while every visitor is
+                // still busy: visitors that stop at the end close their connections.
+                if Instant::now() + Duration::from_millis(500) >= until {
+                    break;
+                }
                 if let Some((rss, fds)) = sample(pid) {
                     samples.push((start.elapsed().as_secs_f64(), rss, fds));
                 }
