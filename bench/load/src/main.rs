@@ -415,7 +415,7 @@ async fn anonymous(base: Arc<str>, until: Instant) -> Stats {
     let mut round = 0u64;
     while Instant::now() < until {
         round += 1;
-        if round % 20 == 0 {
+        if round.is_multiple_of(20) {
             // A new browser: a new connection and no cookie.
             v.restart();
         }
