@@ -229,9 +229,18 @@ fn site_context(instance: &str, mut req: Request) -> Request {
     req
 }
 
+/// `ok`, then the event log's counts (`events_written N`, `events_dropped N`): a rising
+/// `events_dropped` means the log cannot keep up or its disk is full (docs/deployment.md).
 async fn healthz(State(state): State<AppState>) -> Response {
     match sqlx::query("SELECT 1").execute(&state.db.pool).await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(_) => {
+            let body = format!(
+                "ok\nevents_written {}\nevents_dropped {}\n",
+                state.events.written(),
+                state.events.dropped()
+            );
+            (StatusCode::OK, body).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             ErrorPage::new(

@@ -12,8 +12,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use portico::sqlite::{rusqlite, ReadPool};
-use sqlx::any::{install_default_drivers, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{install_default_drivers, AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor, Row};
 
 /// WAL lets readers go on while a writer writes; the busy timeout makes writers queue instead of
 /// failing.
@@ -90,6 +91,10 @@ impl Db {
         // sixth of the notes page's server time), on SQLite a second hand-off to the driver's
         // thread. A connection that died (database restart) fails one query, answered 503, and
         // is replaced.
+        // A request waits up to 3 s for a connection, so a burst queues for the few connections
+        // rather than answering 503; the same wait covers reconnecting to a server that refuses
+        // connections (restarting). The PostgreSQL session store gives up sooner (1.5 s): with
+        // sessions there too, a database that went away is a quick 503 there first.
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(3))
@@ -134,6 +139,60 @@ impl Db {
                     .await
             }
         }
+    }
+}
+
+/// Runs an `INSERT … RETURNING id` to its very end and answers the id.
+///
+/// Both drivers hand the returned row over before the statement is done: SQLite commits an
+/// autocommit statement only when it is stepped past its last row, and PostgreSQL commits when it
+/// answers the statement's `Sync`. `fetch_one` stops reading at the row, so a commit that fails
+/// after it (a full disk, a server shutting down) went unseen and the caller was given the id of a
+/// row that was never stored. Reading every result to the end reports that failure instead.
+pub async fn insert_returning_id<'q>(
+    db: &Db,
+    query: Query<'q, Any, AnyArguments<'q>>,
+) -> Result<i64, sqlx::Error> {
+    let rows = query.fetch_all(&db.pool).await?;
+    rows.first().ok_or(sqlx::Error::RowNotFound)?.try_get(0)
+}
+
+/// Whether a database error means "unavailable for now" (answered 503: try again shortly) rather
+/// than a fault in the request or the code (500).
+///
+/// Unavailable: the pool or the connection failed (a server that is down or restarting), and
+/// errors the database raises when it cannot keep data right now — on SQLite a full disk, an I/O
+/// error, a lock held past the busy timeout, a file that cannot be opened or is read-only; on
+/// PostgreSQL the connection classes (08), insufficient resources such as a full disk (53),
+/// operator intervention such as a shutdown (57P), system errors (58) and read-only standbys.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                let code = d.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                matches!(
+                    code & 0xff,
+                    rusqlite::ffi::SQLITE_BUSY
+                        | rusqlite::ffi::SQLITE_LOCKED
+                        | rusqlite::ffi::SQLITE_NOMEM
+                        | rusqlite::ffi::SQLITE_READONLY
+                        | rusqlite::ffi::SQLITE_IOERR
+                        | rusqlite::ffi::SQLITE_FULL
+                        | rusqlite::ffi::SQLITE_CANTOPEN
+                )
+            } else {
+                let state = d.code().unwrap_or_default();
+                ["08", "53", "57P", "58"]
+                    .iter()
+                    .any(|class| state.starts_with(class))
+                    || state == "25006"
+            }
+        }
+        _ => false,
     }
 }
 

@@ -6,6 +6,10 @@ use portico::error::ErrorPage;
 use portico::session::SessionError;
 use portico::template::TemplateError;
 
+/// What a person is told when the database cannot be used for now (full disk, restarting server).
+pub const DB_UNAVAILABLE: &str =
+    "The site cannot store or read data right now, so nothing was changed. Please try again in a moment.";
+
 /// What can go wrong in a view.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -29,14 +33,13 @@ pub enum AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
+            AppError::Db(e) if crate::db::is_unavailable(&e) => {
+                tracing::error!(error = %e, "database unavailable");
+                ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, DB_UNAVAILABLE).into_response()
+            }
             AppError::Db(e) => {
                 tracing::error!(error = %e, "database error");
-                let status = match e {
-                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
+                let status = StatusCode::INTERNAL_SERVER_ERROR;
                 ErrorPage::new(status, ErrorPage::default_message(status)).into_response()
             }
             AppError::Session(e) => e.into_response(),

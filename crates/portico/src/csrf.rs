@@ -70,7 +70,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
-use crate::error::ErrorPage;
+use crate::error::{ErrorPage, KeptInput};
 use crate::hosts::{split_host, AllowedHosts};
 use crate::params::{collect_body, form_kind, BodyLimit, Params, QueryDict, DEFAULT_BODY_LIMIT};
 use crate::secret::SecretKey;
@@ -445,6 +445,15 @@ fn is_secret_field(name: &str) -> bool {
     n.contains("password") || n == FORM_FIELD
 }
 
+/// The posted fields that may be shown back: all but passwords and the token.
+fn kept_fields(params: &Params) -> QueryDict {
+    let mut q = QueryDict::new();
+    for (n, v) in params.form.iter().filter(|(n, _)| !is_secret_field(n)) {
+        q.push(n, v);
+    }
+    q
+}
+
 /// The CSRF layer; see the module docs.
 ///
 /// ```
@@ -761,7 +770,22 @@ where
                                 config.clock.now(),
                                 config.token_ttl,
                             ),
-                            Err(e) => return Ok(e.into_response()),
+                            Err(e) => {
+                                // The store is down: the form cannot be checked, nor shown again
+                                // by its page; the error page gives its fields back instead.
+                                let mut resp = e.into_response();
+                                if let Some(p) = &params {
+                                    resp.extensions_mut().insert(KeptInput {
+                                        action: parts
+                                            .uri
+                                            .path_and_query()
+                                            .map_or("/", |pq| pq.as_str())
+                                            .to_string(),
+                                        fields: kept_fields(p),
+                                    });
+                                }
+                                return Ok(resp);
+                            }
                         },
                     }
                 }
@@ -809,13 +833,7 @@ async fn reshow_form<S>(mut inner: S, mut parts: Parts, params: Params, reason: 
 where
     S: tower::Service<Request<Body>, Response = Response, Error = std::convert::Infallible>,
 {
-    let kept: QueryDict = {
-        let mut q = QueryDict::new();
-        for (n, v) in params.form.iter().filter(|(n, _)| !is_secret_field(n)) {
-            q.push(n, v);
-        }
-        q
-    };
+    let kept = kept_fields(&params);
     parts.method = Method::GET;
     parts.headers.remove(header::CONTENT_TYPE);
     parts.headers.remove(header::CONTENT_LENGTH);

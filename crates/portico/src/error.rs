@@ -4,6 +4,7 @@
 //! an [`ErrorPage`]: a status and a sentence that says what went wrong and what to do. On its own it
 //! answers as plain text; behind [`crate::template::error_pages`] it is shown in the site's error
 //! template. This module holds no HTML of its own, so a site decides how its errors look.
+//! A refused form post can carry its fields ([`KeptInput`]) for the page to show back.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -76,4 +77,17 @@ impl IntoResponse for ErrorPage {
         resp.extensions_mut().insert(self);
         resp
     }
+}
+
+/// A form post that could not be carried out because something it depends on is down (the
+/// session store, so not even its CSRF token can be checked): where it was sent and its fields,
+/// passwords and tokens left out. [`crate::template::ErrorPagesLayer`] shows them back in a form
+/// that sends them again, so nothing a person typed is lost; sent again without a token, the post
+/// is refused by the CSRF check and shown once more as the page's own form, with a fresh token.
+#[derive(Debug, Clone)]
+pub struct KeptInput {
+    /// The path (and query) the form was posted to.
+    pub action: String,
+    /// The fields that were posted.
+    pub fields: crate::params::QueryDict,
 }

@@ -6,6 +6,13 @@
 //! dropped and counted ([`EventLog::dropped`]) rather than making a request wait. The writer
 //! flushes every second and on shutdown, so a crash loses at most the last second.
 //!
+//! A file only ever holds whole lines. Lines wait in a buffer and go to the file together; when
+//! that write fails (a full disk), whatever part of it reached the file is cut off again, the
+//! buffered lines are dropped and counted with the others, and the writer carries on: requests
+//! never wait for the disk, and once there is space again the next flush writes as before. One
+//! log line says when dropping starts and one when it ends, with the count. A file that ends in a
+//! partial line (a crash mid-write) is cut back to its last whole line before it is appended to.
+//!
 //! Schema version 1 (`analytics/README.md` documents every field): `v`, `time` (RFC 3339 UTC),
 //! `ts_ms`, `kind`, `instance`, `request_id`, `client_ip`, `user`, `session_hash` (a keyed hash of
 //! the session id, never the id), `path`, `method`, `status`, `latency_ms`, and per kind `reason`,
@@ -166,9 +173,17 @@ struct Shared {
     tx: mpsc::Sender<Event>,
     closed: Arc<AtomicBool>,
     writer: std::thread::Thread,
-    dropped: AtomicU64,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     hash_key: [u8; 32],
+}
+
+/// What became of the events, shared by the requests and the writer thread.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Events in the file or buffered for it.
+    written: AtomicU64,
+    /// Events dropped: the queue was full, the log closed, or the disk refused them.
+    dropped: AtomicU64,
 }
 
 /// The handle requests log through. Cheap to clone; [`EventLog::disabled`] logs nothing.
@@ -209,21 +224,20 @@ impl EventLog {
         dir.create(&config.dir)?;
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let closed = Arc::new(AtomicBool::new(false));
-        let written = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         // A thread of its own with plain blocking file I/O: tokio's file operations would hand
         // every buffer flush to the blocking pool, a thread switch each time.
         let task = {
-            let (closed, written) = (closed.clone(), written.clone());
+            let (closed, counts) = (closed.clone(), counts.clone());
             std::thread::Builder::new()
                 .name("portico-events".into())
-                .spawn(move || write_loop(rx, config, written, closed))?
+                .spawn(move || write_loop(rx, config, counts, closed))?
         };
         let shared = Arc::new(Shared {
             tx,
             closed,
             writer: task.thread().clone(),
-            dropped: AtomicU64::new(0),
-            written,
+            counts,
             hash_key,
         });
         Ok((
@@ -238,7 +252,7 @@ impl EventLog {
     pub fn record(&self, mut event: Event) {
         let Some(shared) = &self.shared else { return };
         if shared.closed.load(Ordering::Relaxed) {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.counts.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         // Only the clock is read here; the writer thread formats the time and fills the constant
@@ -247,24 +261,25 @@ impl EventLog {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         if shared.tx.try_send(event).is_err() {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.counts.dropped.fetch_add(1, Ordering::Relaxed);
         } else if shared.tx.max_capacity() - shared.tx.capacity() >= WAKE_AT {
             shared.writer.unpark();
         }
     }
 
-    /// Events dropped because the queue was full (or the log closed).
+    /// Events dropped so far: the queue was full, the log was closed, or the file could not take
+    /// them (a full disk). A site shows it to its operators (Portico's site: `/healthz`).
     pub fn dropped(&self) -> u64 {
         self.shared
             .as_ref()
-            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+            .map_or(0, |s| s.counts.dropped.load(Ordering::Relaxed))
     }
 
-    /// Events written to disk so far.
+    /// Events written so far (in the file, or buffered for its next flush).
     pub fn written(&self) -> u64 {
         self.shared
             .as_ref()
-            .map_or(0, |s| s.written.load(Ordering::Relaxed))
+            .map_or(0, |s| s.counts.written.load(Ordering::Relaxed))
     }
 
     /// Stops accepting events; the writer drains the queue, flushes and ends.
@@ -306,59 +321,200 @@ fn file_name(dir: &Path, day: &str, instance: &str, part: u32) -> PathBuf {
     dir.join(format!("events-{day}{inst}{part}.jsonl"))
 }
 
+/// The file being appended to, and the whole lines waiting to go into it.
 struct OpenFile {
     day: String,
     part: u32,
+    /// Bytes in the file: all of them whole lines.
     size: u64,
-    out: std::io::BufWriter<std::fs::File>,
+    file: std::fs::File,
+    pending: Vec<u8>,
+    pending_lines: u64,
+}
+
+/// Lines are buffered up to this many bytes before they are written.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+impl OpenFile {
+    /// Writes the buffered lines. On failure the file is cut back to the whole lines it had, and
+    /// the buffered lines are answered as dropped (with the error).
+    fn flush(&mut self) -> Result<(), (u64, std::io::Error)> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.pending_lines);
+        let result = self.file.write_all(&self.pending);
+        let len = self.pending.len() as u64;
+        self.pending.clear();
+        match result {
+            Ok(()) => {
+                self.size += len;
+                Ok(())
+            }
+            Err(e) => {
+                // Part of the buffer may have reached the file: cut it off, so the file still
+                // ends with a whole line (appends go to the end, wherever it now is).
+                if let Err(cut) = self.file.set_len(self.size) {
+                    tracing::error!(error = %cut, "cannot cut a partial line off the event log");
+                }
+                Err((lines, e))
+            }
+        }
+    }
+}
+
+/// Cuts a file that does not end in a newline (a write cut short by a crash) back to its last
+/// whole line, and answers its length.
+fn whole_lines(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok(0);
+    }
+    // A line is far shorter than this; the tail holds the last newline.
+    let tail = size.min(1 << 20);
+    let mut buf = vec![0u8; tail as usize];
+    file.seek(SeekFrom::Start(size - tail))?;
+    file.read_exact(&mut buf)?;
+    if buf.last() == Some(&b'\n') {
+        return Ok(size);
+    }
+    let keep = match buf.iter().rposition(|b| *b == b'\n') {
+        Some(i) => size - tail + i as u64 + 1,
+        None if tail == size => 0,
+        None => size,
+    };
+    file.set_len(keep)?;
+    Ok(keep)
 }
 
 fn open_for(config: &EventConfig, day: &str, mut part: u32) -> std::io::Result<OpenFile> {
     loop {
         let path = file_name(&config.dir, day, &config.instance, part);
         let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
+        options.create(true).read(true).append(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path)?;
-        let size = file.metadata()?.len();
+        let mut file = options.open(&path)?;
+        let size = whole_lines(&mut file)?;
         if size < config.max_file_bytes {
             return Ok(OpenFile {
                 day: day.to_string(),
                 part,
                 size,
-                out: std::io::BufWriter::with_capacity(64 * 1024, file),
+                file,
+                pending: Vec::with_capacity(BUFFER_BYTES),
+                pending_lines: 0,
             });
         }
         part += 1;
     }
 }
 
+/// The writer thread's state: the open file and whether the disk is refusing lines.
+struct Writer {
+    config: EventConfig,
+    counts: Arc<Counts>,
+    file: Option<OpenFile>,
+    /// The drop count when writing began to fail; `None` while writes succeed.
+    failing_since: Option<u64>,
+}
+
+impl Writer {
+    /// Counts lines that could not be written, and says so once when it starts.
+    fn dropped(&mut self, lines: u64, e: &std::io::Error) {
+        self.counts.written.fetch_sub(lines, Ordering::Relaxed);
+        let before = self.counts.dropped.fetch_add(lines, Ordering::Relaxed);
+        if self.failing_since.is_none() {
+            self.failing_since = Some(before);
+            tracing::error!(error = %e, dir = %self.config.dir.display(),
+                "cannot write the event log; dropping events and counting them until it can");
+        }
+    }
+
+    /// Says once that writing works again, with what was lost meanwhile.
+    fn succeeded(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            let lost = self.counts.dropped.load(Ordering::Relaxed) - since;
+            tracing::warn!(dropped = lost, "the event log is written again");
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(f) = self.file.as_mut() else { return };
+        let had_lines = f.pending_lines > 0;
+        match f.flush() {
+            Ok(()) if had_lines => self.succeeded(),
+            Ok(()) => {}
+            Err((lines, e)) => self.dropped(lines, &e),
+        }
+    }
+
+    fn write(&mut self, mut ev: Event) {
+        ev.v = SCHEMA_VERSION;
+        if ev.instance.is_empty() {
+            ev.instance = self.config.instance.clone();
+        }
+        ev.time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ev.ts_ms) * 1_000_000)
+            .map(format_time)
+            .unwrap_or_default();
+        let mut line = match serde_json::to_vec(&ev) {
+            Ok(line) => line,
+            Err(e) => return self.dropped(1, &std::io::Error::other(e)),
+        };
+        line.push(b'\n');
+        self.counts.written.fetch_add(1, Ordering::Relaxed);
+        let day = ev.time.get(..10).unwrap_or("unknown");
+        let rotate = match self.file.as_ref() {
+            None => true,
+            Some(f) => {
+                f.day != day
+                    || f.size + (f.pending.len() + line.len()) as u64 > self.config.max_file_bytes
+            }
+        };
+        if rotate {
+            self.flush();
+            let next_part = match self.file.take() {
+                Some(old) if old.day == day => old.part + 1,
+                _ => 0,
+            };
+            match open_for(&self.config, day, next_part) {
+                Ok(f) => self.file = Some(f),
+                Err(e) => return self.dropped(1, &e),
+            }
+        }
+        let Some(f) = self.file.as_mut() else { return };
+        f.pending.extend_from_slice(&line);
+        f.pending_lines += 1;
+        if f.pending.len() >= BUFFER_BYTES {
+            self.flush();
+        }
+    }
+}
+
 fn write_loop(
     mut rx: mpsc::Receiver<Event>,
     config: EventConfig,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     closed: Arc<AtomicBool>,
 ) {
     // The writer wakes on a short tick and drains whatever queued meanwhile, instead of being
     // woken by every event: under load that saves a cross-thread wake-up per request.
-    let mut file: Option<OpenFile> = None;
+    let drain_every = config.drain_every;
+    let mut w = Writer {
+        config,
+        counts,
+        file: None,
+        failing_since: None,
+    };
     let mut last_flush = Instant::now();
     loop {
-        std::thread::park_timeout(config.drain_every);
+        std::thread::park_timeout(drain_every);
         // Read the flag before draining, so that everything queued before `close` is written.
         let closing = closed.load(Ordering::Relaxed);
         let disconnected = loop {
             match rx.try_recv() {
-                Ok(ev) => match write_one(&mut file, &config, ev) {
-                    Ok(()) => {
-                        written.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot write the event log");
-                        file = None;
-                    }
-                },
+                Ok(ev) => w.write(ev),
                 Err(mpsc::error::TryRecvError::Empty) => break false,
                 Err(mpsc::error::TryRecvError::Disconnected) => break true,
             }
@@ -367,58 +523,12 @@ fn write_loop(
         // At most a second's events sit in the buffer: that is what a crash can lose.
         if done || last_flush.elapsed() >= Duration::from_secs(1) {
             last_flush = Instant::now();
-            if let Some(f) = file.as_mut() {
-                if let Err(e) = f.out.flush() {
-                    tracing::error!(error = %e, "cannot flush the event log");
-                }
-            }
+            w.flush();
         }
         if done {
             break;
         }
     }
-}
-
-fn write_one(
-    file: &mut Option<OpenFile>,
-    config: &EventConfig,
-    mut ev: Event,
-) -> std::io::Result<()> {
-    ev.v = SCHEMA_VERSION;
-    if ev.instance.is_empty() {
-        ev.instance = config.instance.clone();
-    }
-    ev.time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ev.ts_ms) * 1_000_000)
-        .map(format_time)
-        .unwrap_or_default();
-    let ev = &ev;
-    let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    let day = ev.time.get(..10).unwrap_or("unknown").to_string();
-    let rotate = match file.as_ref() {
-        None => true,
-        Some(f) => f.day != day || f.size + line.len() as u64 > config.max_file_bytes,
-    };
-    if rotate {
-        let next_part = match file.take() {
-            Some(mut old) => {
-                old.out.flush()?;
-                if old.day == day {
-                    old.part + 1
-                } else {
-                    0
-                }
-            }
-            None => 0,
-        };
-        *file = Some(open_for(config, &day, next_part)?);
-    }
-    let Some(f) = file.as_mut() else {
-        return Ok(());
-    };
-    f.out.write_all(&line)?;
-    f.size += line.len() as u64;
-    Ok(())
 }
 
 /// What the log knows of one request; filled in by [`EventLayer`].
@@ -765,6 +875,53 @@ mod tests {
         log.close();
         writer.finish().await;
         assert_eq!(log.written(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Today's file of the default instance in `dir`.
+    fn todays_file(dir: &Path) -> PathBuf {
+        let day = format_time(time::OffsetDateTime::now_utc())[..10].to_string();
+        file_name(dir, &day, "main", 0)
+    }
+
+    #[tokio::test]
+    async fn a_disk_that_refuses_lines_drops_and_counts_them_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Every write to /dev/full fails with "no space left on device".
+        std::os::unix::fs::symlink("/dev/full", todays_file(&dir)).unwrap();
+        let (log, writer) = EventLog::start(EventConfig::new(&dir), [0; 32]).unwrap();
+        let started = Instant::now();
+        for _ in 0..10 {
+            log.record(Event::new("request"));
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "recording waited"
+        );
+        log.close();
+        writer.finish().await;
+        assert_eq!(log.dropped(), 10);
+        assert_eq!(log.written(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_partial_last_line_is_cut_before_appending() {
+        let dir = std::env::temp_dir().join(format!("portico-events-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = todays_file(&dir);
+        std::fs::write(&path, "{\"kind\":\"request\"}\n{\"kind\":\"req").unwrap();
+        let (log, writer) = EventLog::start(EventConfig::new(&dir), [0; 32]).unwrap();
+        log.record(Event::new("logout"));
+        log.close();
+        writer.finish().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+            .collect();
+        assert_eq!(kinds, ["\"request\"", "\"logout\""]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -16,7 +16,8 @@
 //!
 //! [`ErrorPagesLayer`] (or the [`error_pages`] middleware function) turns every 4xx/5xx response
 //! that is not already a page into the `error.html` template (or JSON when the client asked for
-//! JSON), with the message the refusing code gave.
+//! JSON), with the message the refusing code gave, and with `kept` (name, value pairs) and
+//! `kept_action` when the response carries a refused form's fields ([`KeptInput`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,7 @@ use minijinja::value::{Object, Value};
 use minijinja::{Environment, State};
 
 use crate::csrf::{self, CsrfConfig, VisitorSecret};
-use crate::error::ErrorPage;
+use crate::error::{ErrorPage, KeptInput};
 use crate::session::{Session, SessionError, Status};
 
 type Factory = dyn Fn() -> Environment<'static> + Send + Sync;
@@ -493,6 +494,7 @@ async fn error_page(templates: &Templates, asked: ErrorRequest, resp: Response) 
         .extensions()
         .get::<ErrorPage>()
         .map(|e| e.message.clone());
+    let kept = resp.extensions().get::<KeptInput>().cloned();
     let (mut parts, body) = resp.into_parts();
     let message = match given {
         Some(m) => m,
@@ -522,6 +524,20 @@ async fn error_page(templates: &Templates, asked: ErrorRequest, resp: Response) 
     ctx.insert("status".into(), Value::from(status.as_u16()));
     ctx.insert("title".into(), Value::from(ErrorPage::title(status)));
     ctx.insert("message".into(), Value::from(message.clone()));
+    if let Some(k) = kept {
+        // What the person typed, given back to them alone: no cache keeps it.
+        parts.headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        let fields: Vec<(String, String)> = k
+            .fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        ctx.insert("kept".into(), Value::from_serialize(&fields));
+        ctx.insert("kept_action".into(), Value::from(k.action));
+    }
     let html = templates
         .render("error.html", Value::from(ctx))
         .unwrap_or_else(|e| {

@@ -9,7 +9,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{read_error, Backend, Db};
+use crate::db::{insert_returning_id, read_error, Backend, Db};
 
 /// The tags a note can carry, in bit order. The order is part of the stored data: append only.
 pub const TAGS: [&str; 5] = ["work", "home", "ideas", "todo", "reading"];
@@ -186,10 +186,11 @@ pub async fn get(db: &Db, owner: i64, id: i64) -> Result<Option<Note>, sqlx::Err
     .transpose()
 }
 
-/// Creates a note for `owner`; answers its id.
+/// Creates a note for `owner`; answers its id once the note is stored (see
+/// [`insert_returning_id`]).
 pub async fn create(db: &Db, owner: i64, input: &NoteInput) -> Result<i64, sqlx::Error> {
     let now = now();
-    let row = sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO notes (owner_id, title, body, tags, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
@@ -198,10 +199,8 @@ pub async fn create(db: &Db, owner: i64, input: &NoteInput) -> Result<i64, sqlx:
     .bind(&input.body)
     .bind(input.tags)
     .bind(now)
-    .bind(now)
-    .fetch_one(&db.pool)
-    .await?;
-    row.try_get(0)
+    .bind(now);
+    insert_returning_id(db, query).await
 }
 
 /// Replaces the content of `owner`'s note `id`; `false` when there is no such note of theirs.

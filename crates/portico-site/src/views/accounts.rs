@@ -540,6 +540,11 @@ async fn register(
             form.errors.insert("password", m);
             return form.render(&page, StatusCode::BAD_REQUEST).await;
         }
+        Err(CreateUserError::Db(e)) if crate::db::is_unavailable(&e) => {
+            tracing::error!(error = %e, "database unavailable; the registration form is shown again");
+            form.form_error = Some(crate::error::DB_UNAVAILABLE);
+            return form.render(&page, StatusCode::SERVICE_UNAVAILABLE).await;
+        }
         Err(CreateUserError::Db(e)) => return Err(AppError::Db(e)),
         Err(CreateUserError::Hash(e)) => return Err(AppError::Task(e)),
     };

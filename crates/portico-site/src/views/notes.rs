@@ -3,7 +3,9 @@
 //! Every view needs a logged-in user ([`LoginRequired`]) and every query is scoped to that user:
 //! someone else's note answers 404, exactly like a note that does not exist, so ids reveal
 //! nothing. Forms that fail validation are shown again with status 400, the input kept and each
-//! message next to its field.
+//! message next to its field; a note the database cannot store right now (a full disk, a server
+//! restarting) is shown again with status 503 and the input kept. A redirect to the note means
+//! it is stored.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth::{to_login, LoginRequired, MaybeUser};
+use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::models::notes::{self, Note, NoteInput, NoteSummary, BODY_MAX, TAGS, TITLE_MAX};
 
@@ -247,9 +250,25 @@ struct NoteForm {
     body: String,
     checked: Vec<String>,
     errors: BTreeMap<&'static str, String>,
+    /// The note could not be stored for now (the database is unavailable): the form says so.
+    unavailable: bool,
 }
 
 impl NoteForm {
+    /// A valid note that could not be stored, shown again as it was sent.
+    fn unavailable(input: NoteInput) -> Self {
+        NoteForm {
+            title: input.title,
+            body: input.body,
+            checked: notes::names_of(input.tags)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            errors: BTreeMap::new(),
+            unavailable: true,
+        }
+    }
+
     fn from_note(n: &Note) -> Self {
         NoteForm {
             title: n.title.clone(),
@@ -259,6 +278,7 @@ impl NoteForm {
                 .map(String::from)
                 .collect(),
             errors: BTreeMap::new(),
+            unavailable: false,
         }
     }
 
@@ -269,6 +289,7 @@ impl NoteForm {
             body: kept.get("body").unwrap_or("").to_string(),
             checked: kept.getlist("tags").into_iter().map(String::from).collect(),
             errors: BTreeMap::new(),
+            unavailable: false,
         }
     }
 
@@ -328,6 +349,7 @@ impl NoteForm {
                 body,
                 checked: tags.into_iter().map(String::from).collect(),
                 errors,
+                unavailable: false,
             })
         }
     }
@@ -412,10 +434,15 @@ async fn create(
     params: Params,
 ) -> AppResult {
     match NoteForm::read(&params) {
-        Ok(input) => {
-            let id = notes::create(&state.db, user.id, &input).await?;
-            Ok(Redirect::to(&format!("/notes/{id}/")).into_response())
-        }
+        Ok(input) => match notes::create(&state.db, user.id, &input).await {
+            Ok(id) => Ok(Redirect::to(&format!("/notes/{id}/")).into_response()),
+            Err(e) if db::is_unavailable(&e) => {
+                tracing::error!(error = %e, "database unavailable; the note form is shown again");
+                let form = NoteForm::unavailable(input);
+                render_form(&page, form, None, StatusCode::SERVICE_UNAVAILABLE).await
+            }
+            Err(e) => Err(e.into()),
+        },
         Err(form) => render_form(&page, form, None, StatusCode::BAD_REQUEST).await,
     }
 }
@@ -478,12 +505,16 @@ async fn update(
 ) -> AppResult {
     let id = note_id(&id)?;
     match NoteForm::read(&params) {
-        Ok(input) => {
-            if !notes::update(&state.db, user.id, id, &input).await? {
-                return Err(AppError::NotFound);
+        Ok(input) => match notes::update(&state.db, user.id, id, &input).await {
+            Ok(true) => Ok(Redirect::to(&format!("/notes/{id}/")).into_response()),
+            Ok(false) => Err(AppError::NotFound),
+            Err(e) if db::is_unavailable(&e) => {
+                tracing::error!(error = %e, "database unavailable; the note form is shown again");
+                let form = NoteForm::unavailable(input);
+                render_form(&page, form, Some(id), StatusCode::SERVICE_UNAVAILABLE).await
             }
-            Ok(Redirect::to(&format!("/notes/{id}/")).into_response())
-        }
+            Err(e) => Err(e.into()),
+        },
         Err(form) => {
             // Someone else's note must answer 404 even to an invalid form, never a form page.
             owned_note(&state, user.id, id).await?;

@@ -739,16 +739,25 @@ impl Session {
                 let stale = inner.expires_at - now < idle - refresh_after(idle);
                 if !changes.is_empty() || stale {
                     let expires_at = (now + idle).min(inner.created_at + cfg.absolute_timeout);
-                    if self
+                    let written = self
                         .timed(store.update(&StorageKey::of(&id), &changes, expires_at, now))
-                        .await?
-                    {
-                        inner.expires_at = expires_at;
-                        cookie = Some(Some(id));
-                    } else {
-                        // Deleted meanwhile (logged out elsewhere): never bring it back.
-                        inner.id = None;
-                        cookie = Some(None);
+                        .await;
+                    match written {
+                        Ok(true) => {
+                            inner.expires_at = expires_at;
+                            cookie = Some(Some(id));
+                        }
+                        Ok(false) => {
+                            // Deleted meanwhile (logged out elsewhere): never bring it back.
+                            inner.id = None;
+                            cookie = Some(None);
+                        }
+                        // Only the idle expiry was to move, which a later request does as well:
+                        // the page the visitor asked for is no reason for a 503.
+                        Err(e) if changes.is_empty() => {
+                            tracing::warn!(error = %e, "session expiry not refreshed");
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -1208,6 +1217,92 @@ mod tests {
                 "the refreshed expiry is sent to the browser"
             );
         }
+    }
+
+    /// A store whose writes all fail, as on a full disk; reads go to `inner`.
+    #[derive(Debug, Default)]
+    struct ReadOnly {
+        inner: MemoryStore,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for ReadOnly {
+        async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
+            self.inner.load(key, now).await
+        }
+        async fn create(&self, _: &StorageKey, _: &Record) -> Result<(), StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn update(
+            &self,
+            _: &StorageKey,
+            _: &Changes,
+            _: i64,
+            _: i64,
+        ) -> Result<bool, StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn delete(&self, _: &StorageKey) -> Result<(), StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn delete_expired(&self, _: i64) -> Result<u64, StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn take(
+            &self,
+            _: &StorageKey,
+            _: &str,
+            _: i64,
+        ) -> Result<Option<String>, StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn incr_counter(&self, _: &str, _: i64, _: i64) -> Result<u64, StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn decr_counter(&self, _: &str, _: i64) -> Result<(), StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+        async fn delete_counter(&self, _: &str) -> Result<(), StoreError> {
+            Err(StoreError::Backend("database or disk is full".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_the_store_refuses_still_answers_the_page_but_a_change_does_not() {
+        let clock = Clock::manual(1_000);
+        let store = Arc::new(ReadOnly::default());
+        let record = Record {
+            data: HashMap::from([("user".to_string(), "\"ada\"".to_string())]),
+            created_at: 1_000,
+            expires_at: 1_000 + 14 * 24 * 3600,
+        };
+        let id = new_id();
+        store
+            .inner
+            .create(&StorageKey::of(&id), &record)
+            .await
+            .unwrap();
+        let layer = SessionLayer::with_clock(store, SessionConfig::default(), clock.clone());
+        // A week later a read is due to move the idle expiry; the store refuses.
+        clock.advance(7 * 24 * 3600);
+        let s = session_for(&layer, Some(&id));
+        assert!(s.get::<String>("user").await.unwrap().is_some());
+        let mut resp = Response::new(axum::body::Body::empty());
+        s.save(&mut resp)
+            .await
+            .expect("a refused refresh is no error");
+        assert!(
+            set_cookie(&resp).is_none(),
+            "no cookie for an expiry not moved"
+        );
+
+        let s = session_for(&layer, Some(&id));
+        s.insert("note", "kept").await.unwrap();
+        let mut resp = Response::new(axum::body::Body::empty());
+        assert!(
+            s.save(&mut resp).await.is_err(),
+            "a refused change is an error"
+        );
     }
 
     #[tokio::test]

@@ -49,9 +49,12 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // No ping before each use: it doubled the round trips of every session read. A
         // connection that died (database restart) fails one statement and is replaced.
+        // A server that refuses connections (restarting) is retried for up to 1.5 s, then the
+        // request gets its 503: inside the session layer's own 2 s, so a restart is a 503 in
+        // under two seconds, while a burst of requests can still queue for the connections.
         let pool = PgPoolOptions::new()
             .max_connections(default_pool_size())
-            .acquire_timeout(Duration::from_secs(2))
+            .acquire_timeout(Duration::from_millis(1500))
             .test_before_acquire(false)
             .connect_lazy(url)
             .map_err(backend)?;

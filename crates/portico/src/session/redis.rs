@@ -145,10 +145,14 @@ impl RedisStore {
         }
         let conn = match &self.target {
             Target::Single(client) => {
+                // One attempt, no retry: requests wait in turn for this lock, so while Redis is
+                // down each retry's back-off (about 150 ms) queued up behind the others, and the
+                // sixth concurrent request waited most of a second for its 503. A refused
+                // connection now fails at once, and the next request tries again.
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
+                    .set_number_of_retries(0);
                 Conn::Single(
                     ConnectionManager::new_with_config(client.clone(), config)
                         .await

@@ -301,23 +301,12 @@ fn run_writer(conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>, nudge: S
     }
 }
 
+/// Runs a batch as one transaction and answers each job's outcome. A job is answered `Ok` only
+/// when the transaction that carries it committed.
 fn commit(conn: &Connection, batch: &mut Vec<Job>, shared: &Shared) {
-    let outcomes: Vec<Result<u64, String>> = match conn.execute_batch("BEGIN IMMEDIATE") {
+    let outcomes = match conn.execute_batch("BEGIN IMMEDIATE") {
         Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-        Ok(()) => {
-            let outcomes: Vec<_> = batch
-                .iter()
-                .map(|job| run(conn, &job.op).map_err(|e| e.to_string()))
-                .collect();
-            match conn.execute_batch("COMMIT") {
-                Ok(()) => outcomes,
-                Err(e) => {
-                    // Nothing of the batch is written; leave the connection ready for the next.
-                    let _ = conn.execute_batch("ROLLBACK");
-                    batch.iter().map(|_| Err(e.to_string())).collect()
-                }
-            }
-        }
+        Ok(()) => run_batch(conn, batch),
     };
     {
         let mut cache = shared.cache();
@@ -329,6 +318,36 @@ fn commit(conn: &Connection, batch: &mut Vec<Job>, shared: &Shared) {
     for (job, outcome) in batch.drain(..).zip(outcomes) {
         // The caller may have given up meanwhile; the write stands either way.
         let _ = job.reply.send(outcome);
+    }
+}
+
+/// The jobs of a batch inside the open transaction, then `COMMIT`.
+///
+/// A statement that fails is undone on its own and the others go on, except that for some errors
+/// (a full disk, an I/O error) SQLite rolls back the whole transaction. Going on then would run the
+/// rest outside any transaction and answer the earlier ones as written when they are gone, so a
+/// rolled-back transaction fails the whole batch.
+fn run_batch(conn: &Connection, batch: &[Job]) -> Vec<Result<u64, String>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let outcome = run(conn, &job.op).map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            if conn.is_autocommit() {
+                let why = format!("the transaction was rolled back: {e}");
+                return batch.iter().map(|_| Err(why.clone())).collect();
+            }
+        }
+        outcomes.push(outcome);
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => outcomes,
+        Err(e) => {
+            // Nothing of the batch is written; leave the connection ready for the next.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            batch.iter().map(|_| Err(e.to_string())).collect()
+        }
     }
 }
 
@@ -622,6 +641,76 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store's file with a trigger that rolls back the whole transaction when a session with
+    /// the data `boom` is created, as SQLite itself does on some errors (a full disk, an I/O error).
+    fn store_that_rolls_back_on_boom() -> (Connection, Shared, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "portico-sqlite-batch-{}.sqlite3",
+            rand::random::<u64>()
+        ));
+        let conn = connect(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE portico_session_records (
+                 id TEXT PRIMARY KEY NOT NULL, created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TRIGGER boom BEFORE INSERT ON portico_session_records
+                 WHEN NEW.data = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'disk went away'); END;",
+        )
+        .unwrap();
+        let shared = Shared {
+            cache: Mutex::new(HashMap::new()),
+            writes: AtomicU64::new(0),
+        };
+        (conn, shared, path)
+    }
+
+    fn create_job(id: &str) -> (Job, oneshot::Receiver<Result<u64, String>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Create {
+            key: StorageKey::of(id),
+            created_at: 1,
+            expires_at: i64::MAX,
+            data: id.into(),
+        };
+        (Job { op, reply }, answer)
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_fails_every_write_of_its_batch() {
+        let (conn, shared, path) = store_that_rolls_back_on_boom();
+        let (jobs, mut answers): (Vec<_>, Vec<_>) = ["before", "boom", "after"]
+            .map(create_job)
+            .into_iter()
+            .unzip();
+        let mut batch = jobs;
+        commit(&conn, &mut batch, &shared);
+        for (id, answer) in ["before", "boom", "after"].iter().zip(&mut answers) {
+            let outcome = answer.try_recv().expect("every job is answered");
+            assert!(outcome.is_err(), "{id} was answered {outcome:?}");
+        }
+        let stored: i64 = conn
+            .query_row("SELECT COUNT(*) FROM portico_session_records", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, 0, "a write answered as failed was stored");
+        assert!(
+            conn.is_autocommit(),
+            "the connection is ready for the next batch"
+        );
+
+        let (job, mut answer) = create_job("next");
+        let mut batch = vec![job];
+        commit(&conn, &mut batch, &shared);
+        assert_eq!(answer.try_recv().unwrap(), Ok(1));
+        drop(conn);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn a_patch_sets_strings_and_removes_with_null() {
