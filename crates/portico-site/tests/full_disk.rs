@@ -185,7 +185,13 @@ async fn a_full_disk_loses_no_acknowledged_write_and_recovers_when_space_is_free
     // Dropped last: the site stops before its disk is unmounted.
     let disk = Tmpfs::mount("16m");
     let data = disk.dir.join("data");
-    let app = TestApp::spawn_in(data.clone(), &[("PORTICO_LOG", "off")]);
+    let app = TestApp::spawn_in(
+        data.clone(),
+        &[
+            ("PORTICO_LOG", "off"),
+            ("PORTICO_REGISTER_PER_IP", "1000000"),
+        ],
+    );
 
     let mut visitors = Vec::new();
     let mut first_notes = Vec::new();
