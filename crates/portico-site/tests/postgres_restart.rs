@@ -181,6 +181,9 @@ async fn postgres_restarted_under_load_answers_503_quickly_recovers_and_keeps_ev
         ("PORTICO_LOG", "off"),
         // Every visitor signs up from this one address.
         ("PORTICO_REGISTER_PER_IP", "1000000"),
+        // Each visitor keeps every key it writes, to read them all back afterwards.
+        ("PORTICO_SESSION_MAX_KEYS", "100000"),
+        ("PORTICO_SESSION_MAX_BYTES", "100000000"),
     ]);
     let mut visitors = Vec::new();
     for i in 0..VISITORS {

@@ -110,6 +110,9 @@ async fn redis_killed_under_load_answers_503_quickly_recovers_and_keeps_every_ac
         ("PORTICO_LOG", "off"),
         // Every visitor signs up from this one address.
         ("PORTICO_REGISTER_PER_IP", "1000000"),
+        // Each visitor keeps every key it writes, to read them all back afterwards.
+        ("PORTICO_SESSION_MAX_KEYS", "100000"),
+        ("PORTICO_SESSION_MAX_BYTES", "100000000"),
     ]);
     let mut visitors = Vec::new();
     for i in 0..VISITORS {
@@ -224,6 +227,9 @@ async fn a_note_posted_while_redis_is_down_is_given_back_and_can_be_sent_again()
         ("PORTICO_LOG", "off"),
         // Every visitor signs up from this one address.
         ("PORTICO_REGISTER_PER_IP", "1000000"),
+        // Each visitor keeps every key it writes, to read them all back afterwards.
+        ("PORTICO_SESSION_MAX_KEYS", "100000"),
+        ("PORTICO_SESSION_MAX_BYTES", "100000000"),
     ]);
     let visitor = sign_up(&app, &unique("kept")).await;
     let title = unique("kept-title-");
