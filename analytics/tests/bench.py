@@ -140,7 +140,7 @@ def _run(
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="Time the job on a standalone cluster and on local[*].")
     p.add_argument("--events-count", type=int, required=True, help="lines in the generated log")
-    p.add_argument("--work", type=Path, default=Path("/tmp/portico-bench"), help="folder for logs and reports (default: %(default)s)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/portico-analytics-bench"), help="folder for logs and reports (default: %(default)s)")
     p.add_argument("--only", choices=("cluster", "local"), help="time only one of the two")
     args = p.parse_args(argv)
 
