@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,7 +71,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def bulk_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bulk_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The log, removed afterwards: pytest keeps the last runs' temporary
+    folders, and this one holds 260 MiB."""
     folder = tmp_path_factory.mktemp("bulk") / "events"
     files = write_bulk_log(folder, EVENTS, max_file_bytes=MAX_FILE_BYTES)
     names = [f.name for f in files]
@@ -78,7 +81,8 @@ def bulk_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert all(matches), names
     assert {m.group("instance") for m in matches if m} == set(INSTANCES)
     assert any(m.group(2) for m in matches if m), "no file was continued in a second part"
-    return folder
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
