@@ -5,27 +5,7 @@
 # arguments go to pytest, e.g. ./run-tests.sh -k captcha
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="$here/.venv"
-
-if [ ! -x "$venv/bin/python" ]; then
-    echo "creating $venv"
-    python3 -m venv "$venv"
-fi
-
-# Spark needs a JVM; find one when JAVA_HOME is unset or points nowhere.
-if [ -z "${JAVA_HOME:-}" ] || [ ! -x "$JAVA_HOME/bin/java" ]; then
-    if ! command -v java >/dev/null 2>&1; then
-        echo "run-tests.sh: java not found; install Java 17 (e.g. openjdk-17-jre-headless)" >&2
-        exit 1
-    fi
-    java_bin="$(readlink -f "$(command -v java)")"
-    JAVA_HOME="$(dirname "$(dirname "$java_bin")")"
-    export JAVA_HOME
-fi
-
-# Installed from the folder above, as a user would: pip install ./analytics[test]
-(cd "$here/.." && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "./analytics[test]")
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 cd "$here"
 exec "$venv/bin/python" -m pytest "$@"
