@@ -1,7 +1,7 @@
 //! Image captchas: alphabets, random answers, the PNG renderer and the
 //! answer check.
 //!
-//! Three modes: [`Mode::Latin`] (letters and digits without look-alikes),
+//! Three modes: [`Mode::Latin`] (capitals and digits without look-alikes),
 //! [`Mode::Digits`] and [`Mode::Chinese`] (800 common, simple characters of
 //! GB2312 level 1). [`render_png`] draws an answer into a small indexed-colour
 //! PNG; [`answers_match`] compares a typed answer in constant time.
@@ -19,14 +19,23 @@
 //!
 //! # What the images defend against
 //!
-//! Noise alone does not stop a solver: a trained CNN/CTC model reads most of
-//! the classic "dots and thin lines" captchas. The renderer therefore attacks
-//! segmentation and the baseline: every character gets its own colour,
-//! rotation, scale and offset, neighbours overlap, strokes and arcs in the
-//! *text* colours run through the characters, and a two-axis wave warp bends
-//! the whole line. Background noise is kept light so that people still read
-//! the text at a glance. With [`Style::distort`] off the same text is drawn
-//! plainly, which exists to check that the glyphs themselves are legible.
+//! Noise alone does not stop a solver, and noise that does (overlapping,
+//! crossed, strongly tilted characters) stops people first. The images
+//! therefore give people and machines different cues. The answer characters
+//! are large, dark, filled, barely turned and spaced apart, each cleared of
+//! everything around it; between them sit decoy characters from the same
+//! alphabet, drawn only as outlines dotted in a dark and a mid tone. A person
+//! reads the solid characters and skips the dotted ones (the page's hint says
+//! so); a solver trained on generic captchas, or an OCR engine after
+//! thresholding, finds more characters than the answer has, at similar
+//! darkness. A gentle wave warp bends the line without breaking glyphs, and
+//! in Latin and digit images a lighter band crosses every answer character.
+//! With [`Style::distort`] off the answer is drawn plainly as one word,
+//! which exists to check that the glyphs themselves are legible.
+//!
+//! This stops generic bots and off-the-shelf solvers. It does not stop a
+//! solver trained on this very generator, nor paid human solvers; the login
+//! limits are what bound guessing.
 //!
 //! # Fonts
 //!
@@ -64,7 +73,7 @@ use subtle::ConstantTimeEq;
 /// Which alphabet a captcha uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
-    /// Latin letters and digits without look-alikes, matched case-insensitively.
+    /// Capital letters and digits without look-alikes, matched case-insensitively.
     Latin,
     /// Digits 2-9.
     Digits,
@@ -122,24 +131,27 @@ pub struct Style {
 }
 
 impl Style {
-    /// The defaults: 160×60 for Latin and digits, 200×64 for Chinese (its
-    /// glyphs need the room), 4 characters, distorted.
+    /// The defaults: 240×80 in every mode (the page shows it at that size;
+    /// large characters with clear space around them are what people read
+    /// at a glance), 4 characters for Latin and digits and 3 for Chinese
+    /// (fewer, larger ideographs keep their strokes apart), distorted.
     ///
     /// ```
     /// use portico::captcha::{Mode, Style};
     ///
     /// let s = Style::for_mode(Mode::Digits);
-    /// assert_eq!((s.width, s.height, s.length, s.distort), (160, 60, 4, true));
+    /// assert_eq!((s.width, s.height, s.length, s.distort), (240, 80, 4, true));
+    /// assert_eq!(Style::for_mode(Mode::Chinese).length, 3);
     /// ```
     pub fn for_mode(mode: Mode) -> Style {
-        let (width, height) = match mode {
-            Mode::Latin | Mode::Digits => (160, 60),
-            Mode::Chinese => (200, 64),
+        let length = match mode {
+            Mode::Latin | Mode::Digits => 4,
+            Mode::Chinese => 3,
         };
         Style {
-            width,
-            height,
-            length: 4,
+            width: 240,
+            height: 80,
+            length,
             distort: true,
         }
     }
@@ -235,8 +247,9 @@ mod tests {
 
     #[test]
     fn default_styles() {
-        assert_eq!(Style::for_mode(Mode::Latin).width, 160);
-        assert_eq!(Style::for_mode(Mode::Chinese).width, 200);
+        assert_eq!(Style::for_mode(Mode::Latin).width, 240);
+        assert_eq!(Style::for_mode(Mode::Chinese).width, 240);
+        assert_eq!(Style::for_mode(Mode::Chinese).length, 3);
         assert!(Style::for_mode(Mode::Chinese).distort);
     }
 }
