@@ -243,3 +243,7 @@ mod tests {
 
 mod challenge;
 pub use challenge::{Captcha, CaptchaConfig, IssueError, Limited, Outcome, SESSION_KEY};
+pub use challenge::{Challenge, AUDIO_SESSION_KEY};
+
+mod audio;
+pub use audio::{random_digits, render_wav, Voice, AUDIO_LENGTH, SAMPLE_RATE};
