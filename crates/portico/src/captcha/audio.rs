@@ -1,7 +1,7 @@
 //! Spoken captchas: the audio alternative to the image, for people who cannot see it (WCAG 1.1.1).
 //!
-//! [`render_wav`] speaks a string of digits into a WAV file (16 kHz, mono, 16-bit PCM, about
-//! 4–7 s and 130–220 KB for five digits); [`random_digits`] picks the answer. The words come from
+//! [`render_wav`] speaks a string of digits into a WAV file (16 kHz, mono, 16-bit PCM, 4.2–6.8 s
+//! and 135–220 KB for five digits); [`random_digits`] picks the answer. The words come from
 //! twenty clips embedded in the library (`assets/audio/{en,zh}/0.wav..9.wav`, made once by
 //! `tools/audio/make-voice.sh`), so a host needs no speech synthesiser.
 //!
@@ -149,24 +149,47 @@ pub fn render_wav<R: Rng + ?Sized>(digits: &str, voice: Voice, rng: &mut R) -> V
         .map(|d| d as usize)
         .collect();
 
-    // The foreground: each digit resampled and placed, with pauses of random lengths between.
-    let mut foreground = Vec::with_capacity(spoken.len());
-    let mut at = secs(rng.gen_range(0.3..0.6), rate);
-    for (i, &d) in spoken.iter().enumerate() {
-        let clip = resample(&clips[d], shift(rng));
-        let gain = rng.gen_range(0.6..0.9);
+    // The foreground: each digit resampled, with its own loudness, and pauses of random
+    // lengths between the digits and at both ends.
+    let words: Vec<(Vec<f32>, f32)> = spoken
+        .iter()
+        .map(|&d| (resample(&clips[d], shift(rng)), rng.gen_range(0.6..0.9)))
+        .collect();
+    let speech: usize = words.iter().map(|(w, _)| w.len()).sum();
+    let min_gap = secs(0.3, rate);
+    let mut gaps: Vec<usize> = (1..words.len())
+        .map(|_| secs(rng.gen_range(0.3..0.9), rate))
+        .collect();
+    let mut lead = secs(rng.gen_range(0.3..0.6), rate);
+    let mut tail = secs(rng.gen_range(0.3..0.6), rate);
+    // Five digits of any speed fit 4.2-6.8 s: long ones lose some pause (never below 0.3 s),
+    // short ones get more silence at the ends.
+    let (shortest, longest) = (secs(4.2, rate), secs(6.8, rate));
+    let natural = lead + speech + gaps.iter().sum::<usize>() + tail;
+    if natural > longest {
+        let spare: usize = gaps.iter().map(|g| g.saturating_sub(min_gap)).sum();
+        let keep = 1.0 - (natural - longest) as f32 / spare.max(1) as f32;
+        for g in &mut gaps {
+            *g = min_gap + (g.saturating_sub(min_gap) as f32 * keep.max(0.0)) as usize;
+        }
+    } else if natural < shortest {
+        let missing = shortest - natural;
+        let before = rng.gen_range(0..=missing);
+        lead += before;
+        tail += missing - before;
+    }
+    let mut foreground = Vec::with_capacity(words.len());
+    let mut at = lead;
+    for (i, (clip, gain)) in words.into_iter().enumerate() {
         let len = clip.len();
         foreground.push((at, clip, gain));
-        at += len;
-        if i + 1 < spoken.len() {
-            at += secs(rng.gen_range(0.3..0.9), rate);
-        }
+        at += len + gaps.get(i).copied().unwrap_or(0);
     }
-    let total = at + secs(rng.gen_range(0.3..0.6), rate);
+    let total = at + tail;
     let mut mix = vec![0.0f32; total];
 
-    // The babble: about three reversed digits a second, each a fifth to a third as loud as the
-    // foreground, anywhere in the recording (cut off at its ends).
+    // The babble: about three reversed digits a second at 15-30 % of full level (the foreground
+    // is at 60-90 %), anywhere in the recording (cut off at its ends).
     let babble = total * 3 / SAMPLE_RATE as usize + 2;
     for _ in 0..babble {
         let mut clip = resample(&clips[rng.gen_range(0..clips.len())], shift(rng));

@@ -231,7 +231,10 @@ impl Outcome {
 fn spoken_answer(given: &str) -> String {
     given
         .chars()
-        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FF0D}'))
+        .filter(|c| {
+            !c.is_whitespace()
+                && !matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FF0D}')
+        })
         .collect()
 }
 
@@ -390,7 +393,10 @@ impl Captcha {
                 .filter(|c| c.is_audio())
                 .unwrap_or(Challenge::Audio(Voice::English)),
             live: now <= p.expires_at,
-            matches: answers_match(Mode::Digits, &p.answer, &typed),
+            // As typed, or without the spaces and dashes between the digits (a test answer
+            // may hold a dash itself).
+            matches: answers_match(Mode::Digits, &p.answer, answer)
+                | answers_match(Mode::Digits, &p.answer, &typed),
         });
 
         let pending = [image.as_ref(), audio.as_ref()];
