@@ -268,6 +268,43 @@ describe("Portico site in a browser", () => {
     assert.match(pathOf(page), /^\/accounts\/login\/\?next=/);
   });
 
+  step("the login page offers a recording instead of the picture, and a wrong answer is refused", async () => {
+    await page.goto(url("/accounts/login/"));
+    await captchaLoaded(page);
+    const audio = page.locator("audio[controls]");
+    assert.equal(await audio.count(), 1, "one audio player");
+    assert.equal(await audio.getAttribute("preload"), "none", "fetched only when played");
+    assert.ok(await page.getByText("Listen and type the five digits you hear").isVisible());
+    const src = await audio.getAttribute("src");
+    assert.match(src, /^\/captcha\/audio\/\?lang=en$/);
+
+    // The page's own cookies: the recording's challenge goes to this visitor's session.
+    const wav = await page.request.get(url(src));
+    assert.equal(wav.status(), 200);
+    assert.equal(wav.headers()["content-type"], "audio/wav");
+    assert.match(wav.headers()["cache-control"] ?? "", /no-store/);
+    // The browser decodes it as sound of the promised length.
+    const seconds = await page.evaluate(
+      (s) =>
+        new Promise((resolve, reject) => {
+          const a = new Audio(s);
+          a.addEventListener("loadedmetadata", () => resolve(a.duration));
+          a.addEventListener("error", () => reject(new Error(`cannot decode ${s}`)));
+        }),
+      src,
+    );
+    assert.ok(seconds >= 4 && seconds <= 7, `${seconds} s`);
+
+    await field(page, "username").fill(USERNAME);
+    await field(page, "password").fill(PASSWORD);
+    await field(page, "captcha").fill("00000");
+    const response = await submit(page, "Log in");
+    assert.equal(response.status(), 400, "a wrong answer is refused");
+    assert.equal(pathOf(page), "/accounts/login/");
+    assert.ok(await page.getByText(/did not match/).isVisible(), "says why");
+    await assertLoggedOut(page);
+  });
+
   step("logging in with the captcha and 'remember my username' shows the notes", async () => {
     await page.goto(url("/accounts/login/"));
     await captchaLoaded(page);

@@ -77,6 +77,11 @@ pub const ROUTES: &[RouteInfo] = &[
     ),
     route("/captcha/", "GET", "a fresh captcha PNG (?mode=zh|digits)"),
     route(
+        "/captcha/audio/",
+        "GET",
+        "a fresh spoken captcha WAV (?lang=en|zh)",
+    ),
+    route(
         "/accounts/register/",
         "GET, POST",
         "create an account (captcha)",
@@ -186,6 +191,7 @@ pub fn router(parts: Parts) -> Router {
         )
         .route("/demo/session/flush/", post(views::demo::session_flush))
         .route("/captcha/", get(views::captcha::image))
+        .route("/captcha/audio/", get(views::captcha::audio))
         .merge(views::accounts::routes())
         .merge(views::notes::routes())
         .fallback(not_found)

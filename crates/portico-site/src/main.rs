@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use portico::captcha::{CaptchaConfig, Mode, Style};
+use portico::captcha::{CaptchaConfig, Mode, Style, Voice, AUDIO_LENGTH};
 use portico::clock::Clock;
 use portico::csrf::CsrfConfig;
 use portico::events::{EventConfig, EventLog};
@@ -87,12 +87,15 @@ enum Command {
     Clearsessions(DataConfig),
     /// Print the route table, with each route's CSRF status.
     Routes,
-    /// Write captcha images and their answers (answers.csv) to a folder.
+    /// Write captcha images or recordings and their answers (answers.csv) to a folder.
     CaptchaSamples {
-        /// latin, digits or zh.
+        /// latin, digits, zh, or audio (spoken digits, see --lang).
         #[arg(long, default_value = "latin")]
         mode: String,
-        /// How many images.
+        /// The language of `--mode audio`: en or zh.
+        #[arg(long, default_value = "en")]
+        lang: String,
+        /// How many images or recordings.
         #[arg(long, default_value_t = 20)]
         count: usize,
         /// The folder to write to (created if missing).
@@ -218,11 +221,16 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Some(Command::CaptchaSamples {
             mode,
+            lang,
             count,
             out,
             undistorted,
         }) => {
-            let mode = Mode::parse(&mode).ok_or("unknown mode: use latin, digits or zh")?;
+            if mode.trim().eq_ignore_ascii_case("audio") {
+                let voice = Voice::parse(&lang).ok_or("unknown language: use en or zh")?;
+                return audio_samples(voice, count, &out);
+            }
+            let mode = Mode::parse(&mode).ok_or("unknown mode: use latin, digits, zh or audio")?;
             std::fs::create_dir_all(&out)?;
             let mut style = Style::for_mode(mode);
             style.distort = !undistorted;
@@ -244,6 +252,27 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+/// `captcha-samples --mode audio`: `count` recordings in `voice` and their answers.
+fn audio_samples(voice: Voice, count: usize, out: &std::path::Path) -> Result<(), BoxError> {
+    std::fs::create_dir_all(out)?;
+    let mut rng = rand::thread_rng();
+    let mut csv = String::from("file,answer\n");
+    for i in 0..count {
+        let digits = portico::captcha::random_digits(voice, AUDIO_LENGTH, &mut rng);
+        let wav = portico::captcha::render_wav(&digits, voice, &mut rng);
+        let name = format!("audio-{}-{i:05}.wav", voice.as_str());
+        std::fs::write(out.join(&name), wav)?;
+        csv.push_str(&format!("{name},{digits}\n"));
+    }
+    std::fs::write(out.join("answers.csv"), csv)?;
+    println!(
+        "wrote {count} audio ({}) captchas to {}",
+        voice.as_str(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// A URL without its password, for messages.

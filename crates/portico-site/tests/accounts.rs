@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{browser, session_cookie, token_from, TestApp, CAPTCHA};
+use portico::captcha::{Mode, Style};
 use reqwest::{Client, Response, StatusCode};
 
 const PASSWORD: &str = "correct horse battery";
@@ -689,4 +690,181 @@ async fn createuser_makes_an_account_that_can_log_in() {
         assert!(logged_in(&c, &app).await);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audio challenge beside the picture.
+
+/// Fetches a recording in `lang`, which sets the session's pending audio challenge.
+async fn new_recording(c: &Client, app: &TestApp, lang: &str) -> Response {
+    c.get(app.url(&format!("/captcha/audio/?lang={lang}")))
+        .send()
+        .await
+        .expect("GET /captcha/audio/")
+}
+
+#[tokio::test]
+async fn a_recording_is_a_wav_that_no_cache_keeps() {
+    let app = TestApp::spawn(&[]);
+    let c = browser();
+    for lang in ["en", "zh"] {
+        let r = new_recording(&c, &app, lang).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "audio/wav");
+        assert!(r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-store"));
+        let wav = r.bytes().await.expect("body");
+        assert!(wav.starts_with(b"RIFF") && &wav[8..12] == b"WAVE");
+        assert!((100_000..=250_000).contains(&wav.len()), "{}", wav.len());
+    }
+    let r = new_recording(&c, &app, "klingon").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// In test mode the recording's answer is the test answer too: a person who only listened
+/// (no picture fetched) logs in with it, once.
+#[tokio::test]
+async fn the_recording_alone_is_enough_to_log_in_and_one_wrong_answer_spends_it() {
+    let mut app = TestApp::spawn(&[]);
+    create_account(&app, "grace").await;
+    let c = browser();
+    let token = token_from(&c, &app, "/accounts/login/").await;
+    let fields = |answer: &'static str| {
+        [
+            ("csrfmiddlewaretoken", token.clone()),
+            ("username", "grace".to_string()),
+            ("password", PASSWORD.to_string()),
+            ("captcha", answer.to_string()),
+        ]
+    };
+
+    new_recording(&c, &app, "en").await;
+    let r = post(&c, &app, "/accounts/login/", &as_pairs(&fields("00000"))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let html = r.text().await.expect("body");
+    let message = field_error(&html, "captcha").expect("captcha message");
+    assert!(message.contains("recording"), "{message}");
+    // The right answer without a new recording: that one is used up.
+    let r = post(&c, &app, "/accounts/login/", &as_pairs(&fields(CAPTCHA))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(!logged_in(&c, &app).await);
+
+    new_recording(&c, &app, "en").await;
+    let r = post(&c, &app, "/accounts/login/", &as_pairs(&fields(CAPTCHA))).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(logged_in(&c, &app).await);
+
+    app.stop();
+    let ev = events(&app);
+    let audio = |kind: &str| {
+        ev.iter()
+            .filter(|e| e["kind"] == kind && e["captcha_mode"] == "audio_en")
+            .count()
+    };
+    assert_eq!(audio("captcha_issued"), 2);
+    assert_eq!(audio("captcha_fail"), 1);
+    assert_eq!(audio("captcha_ok"), 1);
+}
+
+fn as_pairs<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// One try spends the picture and the recording: a wrong answer after fetching both leaves
+/// neither to answer.
+#[tokio::test]
+async fn a_wrong_answer_spends_the_picture_and_the_recording() {
+    let app = TestApp::spawn(&[]);
+    create_account(&app, "barbara").await;
+    let c = browser();
+    let token = token_from(&c, &app, "/accounts/login/").await;
+    new_captcha(&c, &app).await;
+    new_recording(&c, &app, "zh").await;
+    for answer in ["wrong", CAPTCHA] {
+        let r = post(
+            &c,
+            &app,
+            "/accounts/login/",
+            &[
+                ("csrfmiddlewaretoken", &token),
+                ("username", "barbara"),
+                ("password", PASSWORD),
+                ("captcha", answer),
+                ("captcha_mode", "zh"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "answer {answer}");
+    }
+    assert!(!logged_in(&c, &app).await);
+}
+
+#[tokio::test]
+async fn recordings_and_pictures_share_one_rate_limit() {
+    let app = TestApp::spawn(&[("PORTICO_CAPTCHA_PER_SESSION", "2")]);
+    let c = browser();
+    // The first creates the session; the session's own count starts after it.
+    new_captcha(&c, &app).await;
+    assert_eq!(new_recording(&c, &app, "en").await.status(), StatusCode::OK);
+    new_captcha(&c, &app).await;
+    let r = new_recording(&c, &app, "en").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
+    let r = c.get(app.url("/captcha/")).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn the_forms_offer_the_recording_and_say_what_to_type() {
+    let app = TestApp::spawn(&[]);
+    let c = browser();
+    for (path, mode, audio, hint) in [
+        (
+            "/accounts/login/",
+            Mode::Latin,
+            "src=\"/captcha/audio/?lang=en\"",
+            "Type the {n} large dark letters or digits (not case-sensitive); ignore the dotted outlines.",
+        ),
+        (
+            "/accounts/register/?captcha_mode=zh",
+            Mode::Chinese,
+            "src=\"/captcha/audio/?lang=zh\"",
+            "输入图中{n}个深色大字（忽略虚线轮廓）",
+        ),
+        (
+            "/accounts/login/?captcha_mode=digits",
+            Mode::Digits,
+            "src=\"/captcha/audio/?lang=en\"",
+            "Type the {n} large dark digits; ignore the dotted outlines.",
+        ),
+    ] {
+        let html = c
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+            // The templates escape `/` in attribute values.
+            .replace("&#x2f;", "/");
+        assert!(
+            html.contains(&format!("<audio controls preload=\"none\" {audio}")),
+            "{path}"
+        );
+        // The number of characters is the style's (4, or 3 for Chinese).
+        let style = Style::for_mode(mode);
+        let hint = hint.replace("{n}", &style.length.to_string());
+        assert!(html.contains(&hint), "{path}: {hint}");
+        // The picture's box is the size the style draws, so the page does not jump or stretch.
+        assert!(
+            html.contains(&format!(
+                "width=\"{}\" height=\"{}\"",
+                style.width, style.height
+            )),
+            "{path}"
+        );
+    }
 }

@@ -71,7 +71,9 @@ async fn spawn(per_session: u32, per_ip: u32, test_answer: Option<&str>) -> Site
     let sessions = SessionLayer::with_clock(store.clone(), SessionConfig::default(), clock.clone());
     let routes = Router::new()
         .route("/captcha/", get(image))
-        .route("/check/", post(check));
+        .route("/captcha/audio/", get(audio))
+        .route("/check/", post(check))
+        .route("/check-any/", post(check_any));
     let service = ServiceBuilder::new()
         .layer(Extension(Arc::new(cfg)))
         .layer(sessions)
@@ -310,5 +312,279 @@ async fn latin_png_is_the_size_asked_and_small() {
 fn outcomes_have_messages_for_people() {
     for o in [Outcome::Wrong, Outcome::Expired, Outcome::Missing] {
         assert!(!o.message().is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audio challenge: the recording, its answer, and how it shares one try with the image.
+
+use portico::captcha::{render_wav, Voice, AUDIO_SESSION_KEY};
+
+async fn audio(
+    session: Session,
+    Extension(cfg): Extension<Arc<CaptchaConfig>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let voice = q
+        .get("lang")
+        .and_then(|l| Voice::parse(l))
+        .unwrap_or(Voice::English);
+    match Captcha::issue_audio(&session, &cfg, voice, addr.ip()).await {
+        Ok(wav) => (
+            [
+                (header::CONTENT_TYPE, "audio/wav"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            wav,
+        )
+            .into_response(),
+        Err(IssueError::Limited(_)) => {
+            (axum::http::StatusCode::TOO_MANY_REQUESTS, "slow down").into_response()
+        }
+        Err(IssueError::Session(e)) => e.into_response(),
+    }
+}
+
+/// Answers "<reason> <challenge>", e.g. "ok audio_en" or "missing -".
+async fn check_any(
+    session: Session,
+    Extension(cfg): Extension<Arc<CaptchaConfig>>,
+    params: Params,
+) -> Response {
+    match Captcha::verify_any(&session, &cfg, params.get("captcha").unwrap_or("")).await {
+        Ok((outcome, challenge)) => format!(
+            "{} {}",
+            outcome.reason(),
+            challenge.map_or("-", |c| c.as_str())
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+impl Site {
+    async fn audio(&self, c: &reqwest::Client, lang: &str) -> reqwest::Response {
+        c.get(format!("{}/captcha/audio/?lang={lang}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn check_any(&self, c: &reqwest::Client, answer: &str) -> String {
+        c.post(format!("{}/check-any/", self.base))
+            .form(&[("captcha", answer)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The pending answer of the recording, read from the store.
+    async fn pending_audio(&self, session_id: &str) -> Option<String> {
+        let key = portico::session::StorageKey::of(session_id);
+        let rec = self.store.load(&key, self.clock.now()).await.unwrap()?;
+        let pending: serde_json::Value =
+            serde_json::from_str(rec.data.get(AUDIO_SESSION_KEY)?).unwrap();
+        pending["answer"].as_str().map(String::from)
+    }
+}
+
+/// The format and the samples of a WAV file, read with `hound`.
+fn wav_spec_and_samples(bytes: &[u8]) -> (hound::WavSpec, Vec<i16>) {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("a WAV file");
+    let spec = reader.spec();
+    let samples = reader.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    (spec, samples)
+}
+
+#[tokio::test]
+async fn a_recording_is_a_16khz_mono_wav_of_four_to_seven_seconds() {
+    let site = spawn(1000, 1000, None).await;
+    let c = client();
+    for lang in ["en", "zh"] {
+        for _ in 0..10 {
+            let resp = site.audio(&c, lang).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["content-type"], "audio/wav");
+            assert_eq!(resp.headers()["cache-control"], "no-store");
+            let wav = resp.bytes().await.unwrap();
+            let (spec, samples) = wav_spec_and_samples(&wav);
+            assert_eq!(spec.sample_rate, 16_000);
+            assert_eq!(spec.channels, 1);
+            assert_eq!(spec.bits_per_sample, 16);
+            assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+            let seconds = samples.len() as f64 / 16_000.0;
+            assert!((4.0..=7.0).contains(&seconds), "{lang}: {seconds} s");
+            assert!(
+                (100_000..=250_000).contains(&wav.len()),
+                "{lang}: {} bytes",
+                wav.len()
+            );
+            // Normalised to 90 % of full scale, never clipped.
+            let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap();
+            assert!((29_000..=29_500).contains(&peak), "{lang}: peak {peak}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn audio_answers_are_five_digits_and_mandarin_leaves_out_1_and_7() {
+    let site = spawn(1000, 1000, None).await;
+    let mut seen_en = std::collections::HashSet::new();
+    for lang in ["en", "zh"] {
+        for _ in 0..40 {
+            let resp = site.audio(&client(), lang).await;
+            let answer = site.pending_audio(&session_id(&resp)).await.unwrap();
+            assert_eq!(answer.len(), 5, "{answer}");
+            assert!(answer.bytes().all(|b| b.is_ascii_digit()), "{answer}");
+            if lang == "zh" {
+                assert!(!answer.contains(['1', '7']), "{answer}");
+            } else {
+                seen_en.extend(answer.chars());
+            }
+        }
+    }
+    // 200 English digits: 1 and 7 are among them (a 1 in 10^9 chance of a false failure each).
+    assert!(
+        seen_en.contains(&'1') && seen_en.contains(&'7'),
+        "{seen_en:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_recordings_of_the_same_digits_differ() {
+    let mut rng = rand::thread_rng();
+    let a = render_wav("40285", Voice::English, &mut rng);
+    let b = render_wav("40285", Voice::English, &mut rng);
+    assert_ne!(a, b);
+    // Not only the noise: the timing differs too (random pauses and speeds give other lengths).
+    let lengths: std::collections::HashSet<usize> = (0..8)
+        .map(|_| render_wav("40285", Voice::Mandarin, &mut rng).len())
+        .collect();
+    assert!(lengths.len() > 1, "{lengths:?}");
+}
+
+#[tokio::test]
+async fn the_audio_answer_solves_it_and_spends_the_image_too() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.image(&c, "").await);
+    site.audio(&c, "en").await;
+    let image_answer = site.pending_answer(&id).await.unwrap();
+    let audio_answer = site.pending_audio(&id).await.unwrap();
+    assert_eq!(site.check_any(&c, &audio_answer).await, "ok audio_en");
+    assert_eq!(site.check_any(&c, &image_answer).await, "missing -");
+    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+}
+
+#[tokio::test]
+async fn the_image_answer_spends_the_recording() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.image(&c, "?mode=zh").await);
+    site.audio(&c, "zh").await;
+    let image_answer = site.pending_answer(&id).await.unwrap();
+    let audio_answer = site.pending_audio(&id).await.unwrap();
+    assert_eq!(site.check_any(&c, &image_answer).await, "ok zh");
+    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+}
+
+#[tokio::test]
+async fn a_wrong_answer_spends_the_image_and_the_recording() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.image(&c, "").await);
+    site.audio(&c, "en").await;
+    let image_answer = site.pending_answer(&id).await.unwrap();
+    let audio_answer = site.pending_audio(&id).await.unwrap();
+    // Five digits look like an answer to the recording; the log says so.
+    let wrong = if audio_answer == "00000" {
+        "22222"
+    } else {
+        "00000"
+    };
+    assert_eq!(site.check_any(&c, wrong).await, "wrong audio_en");
+    assert_eq!(site.check_any(&c, &image_answer).await, "missing -");
+
+    site.image(&c, "").await;
+    site.audio(&c, "en").await;
+    let audio_answer = site.pending_audio(&id).await.unwrap();
+    // Anything else is taken for an answer to the picture.
+    assert_eq!(site.check_any(&c, "zzzz").await, "wrong latin");
+    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+}
+
+#[tokio::test]
+async fn a_recording_alone_can_be_answered_with_spaces_between_digits() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.audio(&c, "en").await);
+    let answer = site.pending_audio(&id).await.unwrap();
+    let spaced: String = answer.chars().flat_map(|d| [d, ' ']).collect();
+    assert_eq!(site.check_any(&c, &spaced).await, "ok audio_en");
+    // The older API accepts it too, and reports the digits it was typed in.
+    site.audio(&c, "en").await;
+    let answer = site.pending_audio(&id).await.unwrap();
+    assert_eq!(site.check(&c, &answer).await, "ok");
+}
+
+#[tokio::test]
+async fn audio_answers_expire_after_five_minutes() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.audio(&c, "zh").await);
+    let answer = site.pending_audio(&id).await.unwrap();
+    site.clock.advance(301);
+    assert_eq!(site.check_any(&c, &answer).await, "expired audio_zh");
+    assert_eq!(site.check_any(&c, &answer).await, "missing -");
+}
+
+#[tokio::test]
+async fn an_expired_image_does_not_spoil_a_fresh_recording() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.image(&c, "").await);
+    site.clock.advance(200);
+    site.audio(&c, "en").await;
+    site.clock.advance(200);
+    let answer = site.pending_audio(&id).await.unwrap();
+    assert_eq!(site.check_any(&c, &answer).await, "ok audio_en");
+}
+
+#[tokio::test]
+async fn recordings_count_against_the_image_limits() {
+    let site = spawn(3, 100, None).await;
+    let c = client();
+    assert_eq!(site.image(&c, "").await.status(), 200);
+    assert_eq!(site.audio(&c, "en").await.status(), 200);
+    assert_eq!(site.image(&c, "").await.status(), 200);
+    assert_eq!(site.audio(&c, "zh").await.status(), 200);
+    assert_eq!(site.audio(&c, "en").await.status(), 429);
+    assert_eq!(site.image(&c, "").await.status(), 429);
+    site.clock.advance(60);
+    assert_eq!(site.audio(&c, "en").await.status(), 200);
+}
+
+#[tokio::test]
+async fn audio_test_mode_still_allows_one_try() {
+    let site = spawn(100, 100, Some("test-captcha")).await;
+    let c = client();
+    let resp = site.audio(&c, "en").await;
+    assert_eq!(resp.status(), 200);
+    // The test answer is no digits: the recording speaks random ones, still a full recording.
+    assert!(resp.bytes().await.unwrap().len() > 100_000);
+    assert_eq!(site.check_any(&c, "test-captcha").await, "ok audio_en");
+    assert_eq!(site.check_any(&c, "test-captcha").await, "missing -");
+}
+
+#[test]
+fn audio_outcomes_speak_of_the_recording() {
+    let audio = Some(portico::captcha::Challenge::Audio(Voice::English));
+    for o in [Outcome::Wrong, Outcome::Expired, Outcome::Missing] {
+        assert!(o.message_for(audio).contains("recording"), "{o:?}");
+        assert_eq!(o.message_for(None), o.message());
     }
 }

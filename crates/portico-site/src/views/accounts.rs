@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use minijinja::context;
-use portico::captcha::{Captcha, Mode, Outcome};
+use portico::captcha::{Captcha, Challenge, Mode, Outcome, Style, Voice};
 use portico::cookies::{Cookie, Cookies};
 use portico::csrf::Resubmitted;
 use portico::events::{Event, Events};
@@ -85,6 +85,20 @@ struct CaptchaWidget {
     mode: &'static str,
     /// The image URL (the script appends a cache-busting timestamp to it).
     src: String,
+    /// The image's size in CSS pixels, the mode's default style.
+    width: u32,
+    /// See `width`.
+    height: u32,
+    /// What to type, for the mode.
+    hint: String,
+    /// The language of `hint`.
+    hint_lang: &'static str,
+    /// The recording's URL: Mandarin digits with the Chinese picture, English otherwise.
+    audio_src: &'static str,
+    /// What to do with the recording.
+    audio_hint: &'static str,
+    /// The language of the recording and of `audio_hint`.
+    audio_lang: &'static str,
     /// Reloads the page: a new image without JavaScript.
     reload_url: String,
     /// The same page with the other script of characters.
@@ -119,9 +133,41 @@ impl CaptchaWidget {
             Mode::Chinese => (Mode::Latin, "Use Latin letters", "en"),
             _ => (Mode::Chinese, "使用汉字", "zh"),
         };
+        let style = Style::for_mode(mode);
+        // The count follows the style, so the hint stays right when the default length changes.
+        let n = style.length;
+        let (hint, hint_lang) = match mode {
+            Mode::Latin => (
+                format!("Type the {n} large dark letters or digits (not case-sensitive); ignore the dotted outlines."),
+                "en",
+            ),
+            Mode::Chinese => (format!("输入图中{n}个深色大字（忽略虚线轮廓）"), "zh"),
+            Mode::Digits => (
+                format!("Type the {n} large dark digits; ignore the dotted outlines."),
+                "en",
+            ),
+        };
+        let voice = match mode {
+            Mode::Chinese => Voice::Mandarin,
+            _ => Voice::English,
+        };
+        let (audio_src, audio_hint) = match voice {
+            Voice::Mandarin => ("/captcha/audio/?lang=zh", "收听并输入您听到的五个数字"),
+            Voice::English => (
+                "/captcha/audio/?lang=en",
+                "Listen and type the five digits you hear.",
+            ),
+        };
         CaptchaWidget {
             mode: mode.as_str(),
             src,
+            width: style.width,
+            height: style.height,
+            hint,
+            hint_lang,
+            audio_src,
+            audio_hint,
+            audio_lang: voice.as_str(),
             reload_url: url(mode),
             switch_url: url(other),
             switch_label,
@@ -131,10 +177,15 @@ impl CaptchaWidget {
 }
 
 /// Logs a captcha check; answers whether it passed.
-async fn log_captcha(events: &Events, outcome: Outcome, mode: Option<Mode>, shown: Mode) -> bool {
-    // With no challenge pending the session knows no mode; the one the form showed is the best
+async fn log_captcha(
+    events: &Events,
+    outcome: Outcome,
+    challenge: Option<Challenge>,
+    shown: Mode,
+) -> bool {
+    // With no challenge pending the session knows none; the picture the form showed is the best
     // guess at what the person saw.
-    let mode = mode.unwrap_or(shown).as_str();
+    let mode = challenge.unwrap_or(shown.into()).as_str();
     if outcome == Outcome::Solved {
         events
             .emit(Event::new("captcha_ok").captcha_mode(mode))
@@ -309,12 +360,13 @@ async fn login(
     } else {
         answer
     };
-    let (outcome, asked_mode) = Captcha::verify(&session, &state.captcha, answer).await?;
-    if !log_captcha(&events, outcome, asked_mode, mode).await {
+    let (outcome, answered) = Captcha::verify_any(&session, &state.captcha, answer).await?;
+    if !log_captcha(&events, outcome, answered, mode).await {
         events
             .emit(Event::new("login_fail").reason("captcha").account(&account))
             .await;
-        form.errors.insert("captcha", outcome.message().to_string());
+        form.errors
+            .insert("captcha", outcome.message_for(answered).to_string());
         return form.render(&page, StatusCode::BAD_REQUEST).await;
     }
 
@@ -485,9 +537,10 @@ async fn register(
     } else {
         answer
     };
-    let (outcome, asked_mode) = Captcha::verify(&session, &state.captcha, answer).await?;
-    if !log_captcha(&events, outcome, asked_mode, mode).await {
-        form.errors.insert("captcha", outcome.message().to_string());
+    let (outcome, answered) = Captcha::verify_any(&session, &state.captcha, answer).await?;
+    if !log_captcha(&events, outcome, answered, mode).await {
+        form.errors
+            .insert("captcha", outcome.message_for(answered).to_string());
     }
     // The cheap checks run either way, so one round trip shows every problem.
     if let Err(m) = users::validate_username(&username) {

@@ -1,9 +1,10 @@
-//! `GET /captcha/`: a fresh captcha PNG whose answer only the session knows.
+//! `GET /captcha/`: a fresh captcha PNG whose answer only the session knows; `GET /captcha/audio/`:
+//! the same as a recording of spoken digits.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use portico::captcha::{Captcha, CaptchaConfig, IssueError, Mode};
+use portico::captcha::{Captcha, CaptchaConfig, Challenge, IssueError, Mode, Voice};
 use portico::error::ErrorPage;
 use portico::events::{Event, Events};
 use portico::params::Query;
@@ -34,17 +35,58 @@ pub async fn image(
             }
         },
     };
-    match Captcha::issue(&session, &state.captcha, mode, events.client_ip()).await {
-        Ok(png) => {
+    let issued = Captcha::issue(&session, &state.captcha, mode, events.client_ip()).await;
+    respond(&events, issued, mode.into()).await
+}
+
+/// GET /captcha/audio/ (`?lang=en|zh`): five spoken digits as a WAV, the alternative to the
+/// picture for people who cannot see it.
+pub async fn audio(
+    State(state): State<AppState>,
+    session: Session,
+    events: Events,
+    Query(q): Query,
+) -> Response {
+    let voice = match q.get("lang") {
+        None | Some("") => Voice::English,
+        Some(l) => match Voice::parse(l) {
+            Some(voice) => voice,
+            None => {
+                return ErrorPage::new(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown captcha language: use en or zh.",
+                )
+                .into_response()
+            }
+        },
+    };
+    let issued = Captcha::issue_audio(&session, &state.captcha, voice, events.client_ip()).await;
+    respond(&events, issued, Challenge::Audio(voice)).await
+}
+
+/// The response to a new challenge: its file, never stored by a cache (a stored copy would
+/// replay an answer the session no longer holds), or why there is none.
+async fn respond(
+    events: &Events,
+    issued: Result<Vec<u8>, IssueError>,
+    challenge: Challenge,
+) -> Response {
+    match issued {
+        Ok(body) => {
             events
-                .emit(Event::new("captcha_issued").captcha_mode(mode.as_str()))
+                .emit(Event::new("captcha_issued").captcha_mode(challenge.as_str()))
                 .await;
+            let content_type = if challenge.is_audio() {
+                "audio/wav"
+            } else {
+                "image/png"
+            };
             (
                 [
-                    (header::CONTENT_TYPE, "image/png"),
+                    (header::CONTENT_TYPE, content_type),
                     (header::CACHE_CONTROL, "no-store, max-age=0"),
                 ],
-                png,
+                body,
             )
                 .into_response()
         }
@@ -52,8 +94,12 @@ pub async fn image(
             events
                 .emit(Event::new("rate_limited").scope(which.scope()))
                 .await;
-            let mut resp = ErrorPage::new(StatusCode::TOO_MANY_REQUESTS, "Too many new pictures in a short time. Wait a minute, then click the picture again.")
-                .into_response();
+            let message = if challenge.is_audio() {
+                "Too many new recordings in a short time. Wait a minute, then play it again."
+            } else {
+                "Too many new pictures in a short time. Wait a minute, then click the picture again."
+            };
+            let mut resp = ErrorPage::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
             resp

@@ -55,6 +55,14 @@
 //! quantisation pass before a palette PNG could be written. Drawing palette
 //! indices directly keeps an image at a few dozen microseconds and a few KB.
 //!
+//! # The audio alternative
+//!
+//! For people who cannot see the image, [`render_wav`] speaks five digits ([`random_digits`],
+//! in English or Mandarin, see [`Voice`]) over reversed-speech babble and noise, and
+//! [`Captcha::issue_audio`] binds its answer to the session beside the image's; one try
+//! ([`Captcha::verify_any`]) spends both. The voice clips are embedded like the fonts; their
+//! origin and licence are in `assets/audio/`.
+//!
 //! # What this module is not
 //!
 //! It holds no state and knows nothing of HTTP: binding the answer to a
@@ -256,3 +264,7 @@ mod tests {
 
 mod challenge;
 pub use challenge::{Captcha, CaptchaConfig, IssueError, Limited, Outcome, SESSION_KEY};
+pub use challenge::{Challenge, AUDIO_SESSION_KEY};
+
+mod audio;
+pub use audio::{random_digits, render_wav, Voice, AUDIO_LENGTH, SAMPLE_RATE};
