@@ -274,7 +274,7 @@ describe("Portico site in a browser", () => {
     const audio = page.locator("audio[controls]");
     assert.equal(await audio.count(), 1, "one audio player");
     assert.equal(await audio.getAttribute("preload"), "none", "fetched only when played");
-    assert.ok(await page.getByText("Listen and type the five digits you hear").isVisible());
+    assert.ok(await page.getByText("Or listen and type the five digits you hear").isVisible());
     const src = await audio.getAttribute("src");
     assert.match(src, /^\/captcha\/audio\/\?lang=en$/);
 

@@ -468,53 +468,61 @@ async fn two_recordings_of_the_same_digits_differ() {
 }
 
 #[tokio::test]
-async fn the_audio_answer_solves_it_and_spends_the_image_too() {
+async fn a_recording_replaces_the_picture() {
     let site = spawn(100, 100, None).await;
     let c = client();
     let id = session_id(&site.image(&c, "").await);
-    site.audio(&c, "en").await;
     let image_answer = site.pending_answer(&id).await.unwrap();
+    site.audio(&c, "en").await;
+    assert_eq!(site.pending_answer(&id).await, None);
+    let audio_answer = site.pending_audio(&id).await.unwrap();
+    assert_eq!(site.check_any(&c, &image_answer).await, "wrong audio_en");
+    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+
+    site.image(&c, "").await;
+    site.audio(&c, "en").await;
     let audio_answer = site.pending_audio(&id).await.unwrap();
     assert_eq!(site.check_any(&c, &audio_answer).await, "ok audio_en");
+    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+}
+
+#[tokio::test]
+async fn a_new_picture_replaces_the_recording() {
+    let site = spawn(100, 100, None).await;
+    let c = client();
+    let id = session_id(&site.audio(&c, "zh").await);
+    let audio_answer = site.pending_audio(&id).await.unwrap();
+    site.image(&c, "?mode=zh").await;
+    assert_eq!(site.pending_audio(&id).await, None);
+    let image_answer = site.pending_answer(&id).await.unwrap();
+    assert_eq!(site.check_any(&c, &audio_answer).await, "wrong zh");
     assert_eq!(site.check_any(&c, &image_answer).await, "missing -");
-    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
-}
 
-#[tokio::test]
-async fn the_image_answer_spends_the_recording() {
-    let site = spawn(100, 100, None).await;
-    let c = client();
-    let id = session_id(&site.image(&c, "?mode=zh").await);
     site.audio(&c, "zh").await;
+    site.image(&c, "?mode=zh").await;
     let image_answer = site.pending_answer(&id).await.unwrap();
-    let audio_answer = site.pending_audio(&id).await.unwrap();
     assert_eq!(site.check_any(&c, &image_answer).await, "ok zh");
-    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+    assert_eq!(site.check_any(&c, &image_answer).await, "missing -");
 }
 
 #[tokio::test]
-async fn a_wrong_answer_spends_the_image_and_the_recording() {
+async fn a_wrong_answer_spends_the_challenge() {
     let site = spawn(100, 100, None).await;
     let c = client();
-    let id = session_id(&site.image(&c, "").await);
-    site.audio(&c, "en").await;
-    let image_answer = site.pending_answer(&id).await.unwrap();
+    let id = session_id(&site.audio(&c, "en").await);
     let audio_answer = site.pending_audio(&id).await.unwrap();
-    // Five digits look like an answer to the recording; the log says so.
     let wrong = if audio_answer == "00000" {
         "22222"
     } else {
         "00000"
     };
     assert_eq!(site.check_any(&c, wrong).await, "wrong audio_en");
-    assert_eq!(site.check_any(&c, &image_answer).await, "missing -");
+    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
 
     site.image(&c, "").await;
-    site.audio(&c, "en").await;
-    let audio_answer = site.pending_audio(&id).await.unwrap();
-    // Anything else is taken for an answer to the picture.
+    let image_answer = site.pending_answer(&id).await.unwrap();
     assert_eq!(site.check_any(&c, "zzzz").await, "wrong latin");
-    assert_eq!(site.check_any(&c, &audio_answer).await, "missing -");
+    assert_eq!(site.check_any(&c, &image_answer).await, "missing -");
 }
 
 #[tokio::test]
@@ -552,6 +560,7 @@ async fn an_expired_image_does_not_spoil_a_fresh_recording() {
     site.clock.advance(200);
     let answer = site.pending_audio(&id).await.unwrap();
     assert_eq!(site.check_any(&c, &answer).await, "ok audio_en");
+    assert_eq!(site.pending_answer(&id).await, None);
 }
 
 #[tokio::test]

@@ -152,10 +152,13 @@ impl CaptchaWidget {
             _ => Voice::English,
         };
         let (audio_src, audio_hint) = match voice {
-            Voice::Mandarin => ("/captcha/audio/?lang=zh", "收听并输入您听到的五个数字"),
+            Voice::Mandarin => (
+                "/captcha/audio/?lang=zh",
+                "或收听录音，输入您听到的五个数字（播放录音后图片作废）",
+            ),
             Voice::English => (
                 "/captcha/audio/?lang=en",
-                "Listen and type the five digits you hear.",
+                "Or listen and type the five digits you hear (playing it replaces the picture).",
             ),
         };
         CaptchaWidget {

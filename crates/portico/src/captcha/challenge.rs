@@ -284,6 +284,9 @@ impl Captcha {
             expires_at: config.clock.now() + config.ttl,
         };
         session.insert(SESSION_KEY, &pending).await?;
+        // One challenge at a time: a new picture voids the recording, so that
+        // of any number of parallel answers exactly one is ever compared.
+        session.remove::<Pending>(AUDIO_SESSION_KEY).await?;
         Ok(png)
     }
 
@@ -326,6 +329,9 @@ impl Captcha {
             expires_at: config.clock.now() + config.ttl,
         };
         session.insert(AUDIO_SESSION_KEY, &pending).await?;
+        // Playing the recording voids the picture (see `issue`): one
+        // challenge, one compare.
+        session.remove::<Pending>(SESSION_KEY).await?;
         Ok(wav)
     }
 
