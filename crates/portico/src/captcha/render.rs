@@ -262,7 +262,7 @@ fn look(mode: Mode) -> Look {
 /// Decoys: rotation, size relative to an answer character, and how far from
 /// the middle of their gap they may sit (in em).
 const DECOY_ROT: f32 = 22.0 * std::f32::consts::PI / 180.0;
-const DECOY_SCALE: (f32, f32) = (0.85, 1.0);
+const DECOY_SCALE: (f32, f32) = (0.8, 0.95);
 /// Height of the shine band as a fraction of the image height, and how far
 /// its inks are mixed towards the background.
 const SHINE_H: f32 = 0.1;
@@ -319,8 +319,8 @@ fn palette<R: Rng + ?Sized>(rng: &mut R) -> [[u8; 3]; PALETTE_LEN] {
         let hue = rng.gen_range(0.0..360.0);
         pal[PALE_BASE as usize + k] = to_rgb(hsv(
             hue,
-            rng.gen_range(0.3..0.55),
-            rng.gen_range(0.7..0.8),
+            rng.gen_range(0.35..0.65),
+            rng.gen_range(0.55..0.68),
         ));
         pal[DARK_BASE as usize + k] = to_rgb(hsv(
             hue + rng.gen_range(-40.0..40.0),
