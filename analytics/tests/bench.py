@@ -38,8 +38,7 @@ CONF = {
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
 }
-CLUSTER_CONF = {"spark.executor.memory": "2g", "spark.cores.max": "2"}
-LOCAL_CONF = {"spark.driver.memory": "2g"}
+CLUSTER_CONF = {"spark.cores.max": "2"}
 
 
 def _log(folder: Path, count: int) -> Path:
@@ -142,6 +141,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--events-count", type=int, required=True, help="lines in the generated log")
     p.add_argument("--work", type=Path, default=Path("/tmp/portico-analytics-bench"), help="folder for logs and reports (default: %(default)s)")
     p.add_argument("--only", choices=("cluster", "local"), help="time only one of the two")
+    p.add_argument(
+        "--memory",
+        default="2g",
+        help="the worker's and executor's memory, and the driver's on local[*] (default: %(default)s)",
+    )
     args = p.parse_args(argv)
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -149,16 +153,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = []
     if args.only != "local":
         shutil.rmtree(args.work / "cluster", ignore_errors=True)
-        with StandaloneCluster(args.work / "cluster", cores=2, memory="2g") as cluster:
+        with StandaloneCluster(args.work / "cluster", cores=2, memory=args.memory) as cluster:
             # The executors are the worker's children: their CPU counts too.
             daemons = [d.process.pid for d in (cluster.master, cluster.worker) if d is not None]
-            results.append(_run(events, args.work / "out-cluster", cluster.url, CLUSTER_CONF, daemons))
+            conf = {**CLUSTER_CONF, "spark.executor.memory": args.memory}
+            results.append(_run(events, args.work / "out-cluster", cluster.url, conf, daemons))
         if cluster.leftovers():
             print(f"bench: left running: {cluster.leftovers()}", file=sys.stderr)
     if args.only != "cluster":
-        results.append(_run(events, args.work / "out-local", "local[*]", LOCAL_CONF))
+        results.append(_run(events, args.work / "out-local", "local[*]", {"spark.driver.memory": args.memory}))
     for r in results:
-        print(json.dumps({"events": args.events_count, "cores": os.cpu_count(), **r}))
+        print(json.dumps({"events": args.events_count, "cores": os.cpu_count(), "memory": args.memory, **r}))
     return 0
 
 
