@@ -9,7 +9,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use portico::captcha::{charset, Captcha, CaptchaConfig, IssueError, Mode, Outcome, Style};
+use portico::captcha::{
+    charset, Captcha, CaptchaConfig, IssueError, Mode, Outcome, Style, SESSION_KEY,
+};
 use portico::clock::Clock;
 use portico::params::Params;
 use portico::session::{MemoryStore, Session, SessionConfig, SessionLayer, SessionStore};
@@ -104,15 +106,13 @@ fn client() -> reqwest::Client {
 }
 
 impl Site {
-    async fn image(&self, c: &reqwest::Client, query: &str) -> reqwest::Response {
-        c.get(format!("{}/captcha/{query}", self.base))
-            .send()
-            .await
-            .unwrap()
+    async fn get(&self, c: &reqwest::Client, path: &str) -> reqwest::Response {
+        c.get(format!("{}{path}", self.base)).send().await.unwrap()
     }
 
-    async fn check(&self, c: &reqwest::Client, answer: &str) -> String {
-        c.post(format!("{}/check/", self.base))
+    /// Posts `answer` to a checking view and answers its plain-text verdict.
+    async fn answer(&self, c: &reqwest::Client, path: &str, answer: &str) -> String {
+        c.post(format!("{}{path}", self.base))
             .form(&[("captcha", answer)])
             .send()
             .await
@@ -122,12 +122,25 @@ impl Site {
             .unwrap()
     }
 
-    /// The pending answer, read from the server-side store (where only the server can see it).
-    async fn pending_answer(&self, session_id: &str) -> Option<String> {
-        let key = portico::session::StorageKey::of(session_id);
-        let rec = self.store.load(&key, self.clock.now()).await.unwrap()?;
-        let pending: serde_json::Value = serde_json::from_str(rec.data.get("__captcha")?).unwrap();
+    /// The answer pending under `key`, read from the server-side store (where only the server
+    /// can see it).
+    async fn pending(&self, session_id: &str, key: &str) -> Option<String> {
+        let storage = portico::session::StorageKey::of(session_id);
+        let rec = self.store.load(&storage, self.clock.now()).await.unwrap()?;
+        let pending: serde_json::Value = serde_json::from_str(rec.data.get(key)?).unwrap();
         pending["answer"].as_str().map(String::from)
+    }
+
+    async fn image(&self, c: &reqwest::Client, query: &str) -> reqwest::Response {
+        self.get(c, &format!("/captcha/{query}")).await
+    }
+
+    async fn check(&self, c: &reqwest::Client, answer: &str) -> String {
+        self.answer(c, "/check/", answer).await
+    }
+
+    async fn pending_answer(&self, session_id: &str) -> Option<String> {
+        self.pending(session_id, SESSION_KEY).await
     }
 }
 
@@ -365,30 +378,15 @@ async fn check_any(
 
 impl Site {
     async fn audio(&self, c: &reqwest::Client, lang: &str) -> reqwest::Response {
-        c.get(format!("{}/captcha/audio/?lang={lang}", self.base))
-            .send()
-            .await
-            .unwrap()
+        self.get(c, &format!("/captcha/audio/?lang={lang}")).await
     }
 
     async fn check_any(&self, c: &reqwest::Client, answer: &str) -> String {
-        c.post(format!("{}/check-any/", self.base))
-            .form(&[("captcha", answer)])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.answer(c, "/check-any/", answer).await
     }
 
-    /// The pending answer of the recording, read from the store.
     async fn pending_audio(&self, session_id: &str) -> Option<String> {
-        let key = portico::session::StorageKey::of(session_id);
-        let rec = self.store.load(&key, self.clock.now()).await.unwrap()?;
-        let pending: serde_json::Value =
-            serde_json::from_str(rec.data.get(AUDIO_SESSION_KEY)?).unwrap();
-        pending["answer"].as_str().map(String::from)
+        self.pending(session_id, AUDIO_SESSION_KEY).await
     }
 }
 
