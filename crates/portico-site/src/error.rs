@@ -51,10 +51,7 @@ impl IntoResponse for AppError {
             .into_response(),
             AppError::Task(e) => {
                 tracing::error!(error = %e, "background task failed");
-                ErrorPage::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-                )
+                ErrorPage::internal()
                 .into_response()
             }
         }

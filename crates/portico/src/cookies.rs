@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts, HeaderValue, Request, StatusCode};
+use axum::http::{header, request::Parts, HeaderValue, Request};
 use axum::response::Response;
 use base64::Engine;
 use futures_util::future::BoxFuture;
@@ -30,7 +30,6 @@ use sha2::Sha256;
 pub use cookie::{Cookie, SameSite};
 
 use crate::clock::Clock;
-use crate::error::ErrorPage;
 use crate::secret::SecretKey;
 
 /// How long a signed cookie verifies after it was issued, unless a read asks otherwise
@@ -253,16 +252,10 @@ impl Cookies {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Cookies {
-    type Rejection = ErrorPage;
+    type Rejection = crate::error::MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Cookies>().cloned().ok_or_else(|| {
-            tracing::error!("Cookies used on a route without CookieLayer");
-            ErrorPage::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-            )
-        })
+        crate::error::MissingLayer::take(&parts.extensions, "CookieLayer")
     }
 }
 

@@ -743,10 +743,7 @@ where
 
             let Some(session) = session else {
                 tracing::error!("CsrfLayer runs without SessionLayer outside it");
-                return Ok(ErrorPage::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-                )
+                return Ok(ErrorPage::internal()
                 .into_response());
             };
             let verdict = match config.check_source(&parts.headers) {

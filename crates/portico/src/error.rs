@@ -35,6 +35,24 @@ impl ErrorPage {
         }
     }
 
+    /// The page for a failure on the server's side: 500 with the message a person reads for it.
+    /// The cause belongs in the server's log, never on the page.
+    pub fn internal() -> Self {
+        Self::from_status(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The page for `status` with that status's own message ([`ErrorPage::default_message`]).
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use portico::error::ErrorPage;
+    /// let page = ErrorPage::from_status(StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(page.message, ErrorPage::default_message(StatusCode::SERVICE_UNAVAILABLE));
+    /// ```
+    pub fn from_status(status: StatusCode) -> Self {
+        Self::new(status, Self::default_message(status))
+    }
+
     /// The short title of a status ("Not found", "Forbidden", ...).
     pub fn title(status: StatusCode) -> &'static str {
         match status.as_u16() {
@@ -76,6 +94,71 @@ impl IntoResponse for ErrorPage {
             .into_response();
         resp.extensions_mut().insert(self);
         resp
+    }
+}
+
+/// The rejection of an extractor whose layer is not on the route: a mistake in how the router
+/// was built, so the person at the browser gets the plain 500 page while the server's log names
+/// the extractor and the layer it needs.
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use portico::error::MissingLayer;
+/// let missing = MissingLayer::new::<portico::Session>("SessionLayer");
+/// assert_eq!(missing.status(), StatusCode::INTERNAL_SERVER_ERROR);
+/// assert!(missing.to_string().contains("SessionLayer"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingLayer {
+    /// The type the view asked for.
+    pub extractor: &'static str,
+    /// The layer that provides it.
+    pub layer: &'static str,
+}
+
+impl MissingLayer {
+    /// The rejection of extractor `T`, which `layer` provides.
+    pub fn new<T>(layer: &'static str) -> Self {
+        Self {
+            extractor: std::any::type_name::<T>(),
+            layer,
+        }
+    }
+
+    /// Takes the `T` that `layer` put into the request's extensions.
+    ///
+    /// # Errors
+    ///
+    /// [`MissingLayer`] naming `T` and `layer` when the request does not carry a `T`.
+    pub fn take<T: Clone + Send + Sync + 'static>(
+        extensions: &axum::http::Extensions,
+        layer: &'static str,
+    ) -> Result<T, Self> {
+        extensions.get::<T>().cloned().ok_or_else(|| Self::new::<T>(layer))
+    }
+
+    /// Always 500: the request was fine, the router was not.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+impl std::fmt::Display for MissingLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` was used on a route without `{}`; add the layer to the router",
+            self.extractor, self.layer
+        )
+    }
+}
+
+impl std::error::Error for MissingLayer {}
+
+impl IntoResponse for MissingLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        ErrorPage::internal().into_response()
     }
 }
 

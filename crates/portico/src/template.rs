@@ -75,10 +75,7 @@ impl IntoResponse for TemplateError {
             TemplateError::Session(e) => e.into_response(),
             TemplateError::Render(e) => {
                 tracing::error!(error = %format!("{e:#}"), "template failed");
-                ErrorPage::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-                )
+                ErrorPage::internal()
                 .into_response()
             }
         }
@@ -339,16 +336,11 @@ impl Page {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Page {
-    type Rejection = ErrorPage;
+    type Rejection = crate::error::MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(templates) = parts.extensions.get::<Templates>().cloned() else {
-            tracing::error!("Page used without a Templates extension");
-            return Err(ErrorPage::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-            ));
-        };
+        let templates: Templates =
+            crate::error::MissingLayer::take(&parts.extensions, "Extension(Templates)")?;
         let csrf = parts
             .extensions
             .get::<Arc<CsrfConfig>>()

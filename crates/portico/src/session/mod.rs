@@ -271,10 +271,7 @@ impl IntoResponse for SessionError {
             }
             SessionError::Value(e) => {
                 tracing::error!(error = %e, "session value error");
-                ErrorPage::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-                )
+                ErrorPage::internal()
                 .into_response()
             }
             SessionError::TooLarge { .. } => {
@@ -833,16 +830,10 @@ pub(crate) fn keep_private(resp: &mut Response) {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
-    type Rejection = ErrorPage;
+    type Rejection = crate::error::MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-            tracing::error!("Session used on a route without SessionLayer");
-            ErrorPage::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorPage::default_message(StatusCode::INTERNAL_SERVER_ERROR),
-            )
-        })
+        crate::error::MissingLayer::take(&parts.extensions, "SessionLayer")
     }
 }
 
