@@ -61,8 +61,8 @@ pub struct Allowances {
 impl Limits {
     /// The limits, counted in `store`.
     pub fn new(store: Arc<dyn SessionStore>, allow: Allowances, clock: Clock) -> Self {
-        let limit =
-            |scope, max| SharedLimit::new(store.clone(), scope, max, WINDOW_SECS, clock.clone());
+        let window = time::Duration::seconds(WINDOW_SECS);
+        let limit = |scope, max| SharedLimit::new(store.clone(), scope, max, window, clock.clone());
         Self {
             login_account_ip: limit("login_account_ip", allow.per_account_ip),
             login_ip: limit("login_ip", allow.per_ip),

@@ -13,21 +13,23 @@
 //! captcha images): it needs no store round trip, and behind N servers a client gets up to N
 //! times its limit.
 //!
-//! Windows are aligned to the clock: a count covers one window of `window` seconds and is gone at
-//! its end, so a counter is one integer per key and window.
+//! Windows are aligned to the clock: a count covers one window (whole seconds, at least one) and
+//! is gone at its end, so a counter is one integer per key and window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use time::Duration;
+
 use crate::clock::Clock;
 use crate::session::{SessionStore, StoreError};
 
-/// Counts events per key in fixed windows of `window` seconds, in this process.
+/// Counts events per key in fixed windows of `window`, in this process.
 ///
 /// ```
 /// use portico::{clock::Clock, ratelimit::RateLimit};
 /// let clock = Clock::manual(0);
-/// let limit = RateLimit::new(2, 60, clock.clone());
+/// let limit = RateLimit::new(2, time::Duration::minutes(1), clock.clone());
 /// assert!(limit.hit("1.2.3.4"));
 /// assert!(limit.hit("1.2.3.4"));
 /// assert!(!limit.hit("1.2.3.4"));
@@ -37,17 +39,18 @@ use crate::session::{SessionStore, StoreError};
 #[derive(Debug)]
 pub struct RateLimit {
     max: u32,
+    /// The window in seconds.
     window: i64,
     clock: Clock,
     counts: Mutex<HashMap<String, (i64, u32)>>,
 }
 
 impl RateLimit {
-    /// At most `max` events per key per `window` seconds.
-    pub fn new(max: u32, window: i64, clock: Clock) -> Self {
+    /// At most `max` events per key per `window`.
+    pub fn new(max: u32, window: Duration, clock: Clock) -> Self {
         Self {
             max,
-            window: window.max(1),
+            window: window.whole_seconds().max(1),
             clock,
             counts: Mutex::new(HashMap::new()),
         }
@@ -87,14 +90,15 @@ impl RateLimit {
     }
 }
 
-/// Counts attempts per key in fixed windows of `window` seconds, in the session store, so every
+/// Counts attempts per key in fixed windows of `window`, in the session store, so every
 /// server that shares the store shares the counts.
 ///
 /// ```
 /// # async fn demo() -> Result<(), portico::session::StoreError> {
 /// use std::sync::Arc;
 /// use portico::{clock::Clock, ratelimit::SharedLimit, session::MemoryStore};
-/// let limit = SharedLimit::new(Arc::new(MemoryStore::default()), "login", 2, 900, Clock::system());
+/// let store = Arc::new(MemoryStore::default());
+/// let limit = SharedLimit::new(store, "login", 2, time::Duration::minutes(15), Clock::system());
 /// let first = limit.reserve("ada").await?.expect("within the limit");
 /// limit.reserve("ada").await?.expect("within the limit");
 /// assert!(limit.reserve("ada").await?.is_none(), "the third is refused");
@@ -108,6 +112,7 @@ pub struct SharedLimit {
     store: Arc<dyn SessionStore>,
     scope: &'static str,
     max: u32,
+    /// The window in seconds.
     window: i64,
     clock: Clock,
 }
@@ -133,20 +138,20 @@ impl Attempt {
 }
 
 impl SharedLimit {
-    /// At most `max` attempts per key per `window` seconds, counted in `store` under counters
+    /// At most `max` attempts per key per `window`, counted in `store` under counters
     /// named after `scope` (one scope per limit, so limits never share a count).
     pub fn new(
         store: Arc<dyn SessionStore>,
         scope: &'static str,
         max: u32,
-        window: i64,
+        window: Duration,
         clock: Clock,
     ) -> Self {
         Self {
             store,
             scope,
             max,
-            window: window.max(1),
+            window: window.whole_seconds().max(1),
             clock,
         }
     }
@@ -207,7 +212,7 @@ mod tests {
             Arc::new(MemoryStore::default()),
             "test",
             max,
-            60,
+            Duration::minutes(1),
             clock.clone(),
         )
     }

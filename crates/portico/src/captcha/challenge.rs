@@ -124,8 +124,8 @@ struct Pending {
 /// Captcha settings.
 #[derive(Debug)]
 pub struct CaptchaConfig {
-    /// Seconds an answer stays valid (300).
-    pub ttl: i64,
+    /// How long an answer stays valid (5 minutes), counted in whole seconds.
+    pub ttl: time::Duration,
     /// When set, every challenge's answer is this text (tests only).
     pub test_answer: Option<String>,
     /// The clock answers are dated with.
@@ -138,10 +138,10 @@ impl CaptchaConfig {
     /// Settings allowing `per_session` and `per_ip` new images or recordings a minute.
     pub fn new(per_session: u32, per_ip: u32, clock: Clock) -> Self {
         Self {
-            ttl: 300,
+            ttl: time::Duration::minutes(5),
             test_answer: None,
-            per_session: RateLimit::new(per_session, 60, clock.clone()),
-            per_ip: RateLimit::new(per_ip, 60, clock.clone()),
+            per_session: RateLimit::new(per_session, time::Duration::minutes(1), clock.clone()),
+            per_ip: RateLimit::new(per_ip, time::Duration::minutes(1), clock.clone()),
             clock,
         }
     }
@@ -281,7 +281,7 @@ impl Captcha {
         let pending = Pending {
             answer,
             mode: mode.as_str().to_string(),
-            expires_at: config.clock.now() + config.ttl,
+            expires_at: config.clock.now() + config.ttl.whole_seconds(),
         };
         session.insert(SESSION_KEY, &pending).await?;
         // One challenge at a time: a new picture voids the recording, so that
@@ -326,7 +326,7 @@ impl Captcha {
         let pending = Pending {
             answer,
             mode: Challenge::Audio(voice).as_str().to_string(),
-            expires_at: config.clock.now() + config.ttl,
+            expires_at: config.clock.now() + config.ttl.whole_seconds(),
         };
         session.insert(AUDIO_SESSION_KEY, &pending).await?;
         // Playing the recording voids the picture (see `issue`): one
