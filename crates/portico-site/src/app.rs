@@ -136,12 +136,13 @@ pub fn session_config(config: &ServeConfig) -> SessionConfig {
         cookie_name: config.session_cookie(),
         cookie_domain: config.cookie_domain.clone(),
         cookie_secure: config.https,
-        idle_timeout: config.session_idle_secs,
-        anonymous_idle_timeout: config.anon_session_idle_secs,
-        absolute_timeout: config.session_absolute_secs,
+        idle_timeout: time::Duration::seconds(config.session_idle_secs),
+        anonymous_idle_timeout: time::Duration::seconds(config.anon_session_idle_secs),
+        absolute_timeout: time::Duration::seconds(config.session_absolute_secs),
         store_timeout: Duration::from_millis(config.session_store_timeout_ms),
         max_keys: config.session_max_keys,
         max_bytes: config.session_max_bytes,
+        ..SessionConfig::default()
     }
 }
 
@@ -161,8 +162,11 @@ pub fn router(parts: Parts) -> Router {
     for r in ROUTES.iter().filter(|r| r.csrf_exempt) {
         csrf = csrf.exempt(r.path);
     }
-    let sessions =
-        SessionLayer::with_clock(store, session_config(&config), csrf_config.clock.clone());
+    let session_config = SessionConfig {
+        clock: csrf_config.clock.clone(),
+        ..session_config(&config)
+    };
+    let sessions = SessionLayer::new(store, session_config);
     let cookies = CookieLayer::new(
         &secret,
         CookieDefaults {

@@ -120,6 +120,20 @@ impl SigningKeys {
     }
 }
 
+/// Every cookie of a request's `Cookie` headers, in order and duplicates included, percent-decoded.
+/// A header that is not text, or a pair that does not parse, is skipped. This is the one place
+/// Portico parses `Cookie` headers, so the session layer, the event log and [`Cookies`] agree on
+/// what a request carries.
+pub(crate) fn request_cookies(
+    headers: &http::HeaderMap,
+) -> impl Iterator<Item = Cookie<'static>> + '_ {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|s| Cookie::split_parse_encoded(s.to_owned()).flatten())
+}
+
 struct Inner {
     jar: cookie::CookieJar,
 }
@@ -156,11 +170,8 @@ impl Cookies {
         defaults: Arc<CookieDefaults>,
     ) -> Self {
         let mut jar = cookie::CookieJar::new();
-        for value in headers.get_all(header::COOKIE) {
-            let Ok(s) = value.to_str() else { continue };
-            for c in Cookie::split_parse_encoded(s.to_owned()).flatten() {
-                jar.add_original(c.into_owned());
-            }
+        for c in request_cookies(headers) {
+            jar.add_original(c);
         }
         Self {
             inner: Arc::new(Mutex::new(Inner { jar })),

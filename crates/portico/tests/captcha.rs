@@ -70,7 +70,13 @@ async fn spawn(per_session: u32, per_ip: u32, test_answer: Option<&str>) -> Site
     let mut cfg = CaptchaConfig::new(per_session, per_ip, clock.clone());
     cfg.test_answer = test_answer.map(String::from);
     let store = Arc::new(MemoryStore::default());
-    let sessions = SessionLayer::with_clock(store.clone(), SessionConfig::default(), clock.clone());
+    let sessions = SessionLayer::new(
+        store.clone(),
+        SessionConfig {
+            clock: clock.clone(),
+            ..SessionConfig::default()
+        },
+    );
     let routes = Router::new()
         .route("/captcha/", get(image))
         .route("/captcha/audio/", get(audio))

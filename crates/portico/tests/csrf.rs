@@ -114,7 +114,13 @@ async fn spawn(https: bool, trusted: &[&str]) -> Site {
         ..CsrfConfig::default()
     };
     let store = Arc::new(MemoryStore::default());
-    let sessions = SessionLayer::with_clock(store.clone(), SessionConfig::default(), clock.clone());
+    let sessions = SessionLayer::new(
+        store.clone(),
+        SessionConfig {
+            clock: clock.clone(),
+            ..SessionConfig::default()
+        },
+    );
     let routes = Router::new()
         .route("/form/", get(form_page).post(write))
         .route("/counter/", get(counter_page).post(write))

@@ -4,6 +4,9 @@
 //! another backend can run it too with [`crate::session_store_conformance!`]. Each function panics
 //! with a message when the store breaks a rule. Each works in its own fresh session keys, so the
 //! suite may run against a store that holds other data.
+//!
+//! Test code only: the module and its macro are built with the `conformance` feature, which a
+//! store's tests enable (`portico = { features = ["conformance"] }` under `[dev-dependencies]`).
 
 use std::sync::Arc;
 

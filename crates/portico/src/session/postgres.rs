@@ -16,15 +16,11 @@ use sqlx::Row;
 
 use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
 
-fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 /// How many connections a PostgreSQL pool opens by default: twice the cores, at least 4.
 ///
 /// Every connection is a database server process; more of them than the cores can run only
-/// adds switching between them (on 2 cores, 4 connections served a page with one query 24 %
-/// faster than 16). For another size, build the pool yourself and use
+/// adds switching between them, so a small pool serves pages faster than a large one (measured
+/// in bench/OPTIMISATIONS.md). For another size, build the pool yourself and use
 /// [`PostgresStore::with_pool`].
 pub fn default_pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -57,7 +53,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_millis(1500))
             .test_before_acquire(false)
             .connect_lazy(url)
-            .map_err(backend)?;
+            .map_err(StoreError::backend)?;
         Self::with_pool(pool).await
     }
 
@@ -89,7 +85,7 @@ impl PostgresStore {
         )
         .execute(&pool)
         .await
-        .map_err(backend)?;
+        .map_err(StoreError::backend)?;
         Ok(Self { pool })
     }
 }
@@ -106,18 +102,18 @@ impl SessionStore for PostgresStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(StoreError::backend)?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
         let mut record = Record {
-            created_at: first.try_get(0).map_err(backend)?,
-            expires_at: first.try_get(1).map_err(backend)?,
+            created_at: first.try_get(0).map_err(StoreError::backend)?,
+            expires_at: first.try_get(1).map_err(StoreError::backend)?,
             ..Record::default()
         };
         for row in &rows {
-            let k: Option<String> = row.try_get(2).map_err(backend)?;
-            let v: Option<String> = row.try_get(3).map_err(backend)?;
+            let k: Option<String> = row.try_get(2).map_err(StoreError::backend)?;
+            let v: Option<String> = row.try_get(3).map_err(StoreError::backend)?;
             if let (Some(k), Some(v)) = (k, v) {
                 record.data.insert(k, v);
             }
@@ -144,7 +140,7 @@ impl SessionStore for PostgresStore {
         .bind(&values)
         .execute(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(StoreError::backend)?;
         Ok(())
     }
 
@@ -186,8 +182,8 @@ impl SessionStore for PostgresStore {
         .bind(&remove)
         .fetch_one(&self.pool)
         .await
-        .map_err(backend)?;
-        let touched: i64 = row.try_get(0).map_err(backend)?;
+        .map_err(StoreError::backend)?;
+        let touched: i64 = row.try_get(0).map_err(StoreError::backend)?;
         Ok(touched > 0)
     }
 
@@ -196,7 +192,7 @@ impl SessionStore for PostgresStore {
             .bind(key.as_str())
             .execute(&self.pool)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::backend)?;
         Ok(())
     }
 
@@ -205,13 +201,13 @@ impl SessionStore for PostgresStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(backend)?
+            .map_err(StoreError::backend)?
             .rows_affected();
         sqlx::query("DELETE FROM portico_counters WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::backend)?;
         Ok(gone)
     }
 
@@ -231,8 +227,10 @@ impl SessionStore for PostgresStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await
-        .map_err(backend)?;
-        row.map(|r| r.try_get(0)).transpose().map_err(backend)
+        .map_err(StoreError::backend)?;
+        row.map(|r| r.try_get(0))
+            .transpose()
+            .map_err(StoreError::backend)
     }
 
     async fn incr_counter(&self, name: &str, expires_at: i64, now: i64) -> Result<u64, StoreError> {
@@ -248,8 +246,8 @@ impl SessionStore for PostgresStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await
-        .map_err(backend)?;
-        let count: i64 = row.try_get(0).map_err(backend)?;
+        .map_err(StoreError::backend)?;
+        let count: i64 = row.try_get(0).map_err(StoreError::backend)?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -262,7 +260,7 @@ impl SessionStore for PostgresStore {
         .bind(now)
         .execute(&self.pool)
         .await
-        .map_err(backend)?;
+        .map_err(StoreError::backend)?;
         Ok(())
     }
 
@@ -271,7 +269,7 @@ impl SessionStore for PostgresStore {
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::backend)?;
         Ok(())
     }
 }

@@ -26,10 +26,6 @@ use tokio::sync::Mutex;
 
 use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
 
-fn backend(e: redis::RedisError) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 const UPDATE_SCRIPT: &str = r#"
 local exp = redis.call('HGET', KEYS[1], 'm:expires')
 if not exp or tonumber(exp) <= tonumber(ARGV[2]) then return 0 end
@@ -116,13 +112,13 @@ impl RedisStore {
     /// A store on the server at `url` (`redis://host:port/db`, `rediss://` for TLS). No connection
     /// is made until the first request needs one.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(backend)?;
+        let client = redis::Client::open(url).map_err(StoreError::backend)?;
         Ok(Self::new(Target::Single(client)))
     }
 
     /// A store on a Redis Cluster reached through any of `nodes`.
     pub fn cluster(nodes: &[&str]) -> Result<Self, StoreError> {
-        let client = ClusterClient::new(nodes.to_vec()).map_err(backend)?;
+        let client = ClusterClient::new(nodes.to_vec()).map_err(StoreError::backend)?;
         Ok(Self::new(Target::Cluster(Box::new(client))))
     }
 
@@ -156,12 +152,15 @@ impl RedisStore {
                 Conn::Single(
                     ConnectionManager::new_with_config(client.clone(), config)
                         .await
-                        .map_err(backend)?,
+                        .map_err(StoreError::backend)?,
                 )
             }
-            Target::Cluster(client) => {
-                Conn::Cluster(client.get_async_connection().await.map_err(backend)?)
-            }
+            Target::Cluster(client) => Conn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(StoreError::backend)?,
+            ),
         };
         *slot = Some(conn.clone());
         Ok(conn)
@@ -175,7 +174,7 @@ impl RedisStore {
                 *self.conn.lock().await = None;
             }
         }
-        result.map_err(backend)
+        result.map_err(StoreError::backend)
     }
 }
 

@@ -22,6 +22,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+use super::id::{ID_LEN, ORDER_LEN};
+
 /// What a store keeps for one session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
@@ -48,16 +50,6 @@ impl Changes {
         self.set.is_empty() && self.remove.is_empty()
     }
 }
-
-/// Hex digits of creation time in front of a session id (see [`StorageKey::of`]).
-pub(crate) const ORDER_LEN: usize = 16;
-
-/// Characters of 256 random bits in base64url without padding: an id's random part, and the
-/// whole of an id that earlier versions issued.
-pub(crate) const RANDOM_LEN: usize = 43;
-
-/// Characters of a session id: the time prefix, then the random part.
-pub(crate) const ID_LEN: usize = ORDER_LEN + RANDOM_LEN;
 
 /// The name under which a store keeps a session: the id's creation-time prefix, then SHA-256 of
 /// the whole id in hex.
@@ -97,8 +89,16 @@ pub enum StoreError {
     Timeout(std::time::Duration),
 }
 
+impl StoreError {
+    /// A backend's own error, kept as its text: the layer logs it and answers a 503.
+    pub(crate) fn backend(e: impl std::fmt::Display) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
 /// A place that keeps sessions. See the module docs for the rules every store follows; the
-/// [`crate::session::conformance`] suite checks them.
+/// conformance suite (`portico::session::conformance`, built with the `conformance` feature)
+/// checks them.
 #[async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// The session's record, or `None` when it is unknown or expired at `now`.

@@ -22,7 +22,7 @@
 //! mostly run on a third thread. Left to the writer, SQLite runs one after the commit that fills
 //! 1,000 pages of log, and every write waiting meanwhile waits for the copy and both `fsync`s: that
 //! stall was the slowest 1 % of first visits. The checkpointer thread, nudged after commits and at
-//! most every [`CHECKPOINT_EVERY`], copies what the log holds without stopping the writer, so when
+//! most every [`writer::CHECKPOINT_EVERY`], copies what the log holds without stopping the writer, so when
 //! the writer's own checkpoint comes due there is little left to copy. The writer keeps that
 //! checkpoint: only after it can the next transaction start the log from its beginning, so the log
 //! stays a few megabytes instead of growing for as long as writes keep coming.
@@ -39,36 +39,28 @@
 //! does not add what it read (a counter of writes tells). So the memory copy never holds an
 //! older value than the database.
 
+mod writer;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::sqlite::{connect, file_of, ReadPool};
-
 use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
-
-fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
+use crate::sqlite::{connect, file_of, ReadPool};
+use writer::{run_checkpointer, run_writer, Job, Op};
 
 /// How many sessions the memory copy holds before it is emptied and refilled from reads
 /// (≈ 1 KB each, so ≈ 10 MB at most).
 const CACHE_LIMIT: usize = 10_000;
 
-/// Most writes one transaction carries; more waiting ones go in the next.
-const MAX_BATCH: usize = 256;
-
 /// Writes that may wait for the writer thread before new ones are refused (503) instead of queued.
 const QUEUE_LIMIT: usize = 8_192;
-
-/// How long the checkpointer lets commits gather before copying them into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A session store in an SQLite database file.
 ///
@@ -99,72 +91,8 @@ impl Shared {
     }
 }
 
-/// One write, as the writer thread runs it.
-#[derive(Debug)]
-enum Op {
-    Create {
-        key: StorageKey,
-        created_at: i64,
-        expires_at: i64,
-        data: String,
-    },
-    Update {
-        key: StorageKey,
-        changes: Changes,
-        expires_at: i64,
-        now: i64,
-    },
-    Delete {
-        key: StorageKey,
-    },
-    DeleteExpired {
-        now: i64,
-    },
-    /// Answers 1 when it removed the key, whose value it leaves in `taken`.
-    Take {
-        key: StorageKey,
-        name: String,
-        now: i64,
-        taken: Arc<Mutex<Option<String>>>,
-    },
-    /// Answers the counter's new value.
-    Incr {
-        name: String,
-        expires_at: i64,
-        now: i64,
-    },
-    Decr {
-        name: String,
-        now: i64,
-    },
-    DeleteCounter {
-        name: String,
-    },
-    DeleteExpiredCounters {
-        now: i64,
-    },
-}
-
-/// A write and where its outcome goes: the number of rows it touched, or the error.
-#[derive(Debug)]
-struct Job {
-    op: Op,
-    reply: oneshot::Sender<Result<u64, String>>,
-}
-
 fn encode(data: &HashMap<String, String>) -> String {
     serde_json::to_string(data).unwrap_or_else(|_| "{}".into())
-}
-
-fn patch(changes: &Changes) -> String {
-    let mut map = serde_json::Map::new();
-    for (k, v) in &changes.set {
-        map.insert(k.clone(), serde_json::Value::String(v.clone()));
-    }
-    for k in &changes.remove {
-        map.insert(k.clone(), serde_json::Value::Null);
-    }
-    serde_json::Value::Object(map).to_string()
 }
 
 impl SqliteStore {
@@ -188,7 +116,7 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(backend)?;
+        .map_err(StoreError::backend)?;
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -202,7 +130,7 @@ impl SqliteStore {
                  CREATE INDEX IF NOT EXISTS portico_session_records_expires_at
                      ON portico_session_records (expires_at);",
             )
-            .map_err(backend)?;
+            .map_err(StoreError::backend)?;
         writer
             .execute_batch(
                 "CREATE TABLE IF NOT EXISTS portico_counters (
@@ -211,13 +139,13 @@ impl SqliteStore {
                      expires_at INTEGER NOT NULL
                  ) WITHOUT ROWID;",
             )
-            .map_err(backend)?;
+            .map_err(StoreError::backend)?;
         let checkpointer = connect(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(backend)?;
-        let readers = ReadPool::open(path).map_err(backend)?;
+        .map_err(StoreError::backend)?;
+        let readers = ReadPool::open(path).map_err(StoreError::backend)?;
         let shared = Arc::new(Shared {
             cache: Mutex::new(HashMap::new()),
             writes: AtomicU64::new(0),
@@ -263,249 +191,6 @@ impl SqliteStore {
     }
 }
 
-/// The checkpointer thread: after a nudge, waits [`CHECKPOINT_EVERY`] for more commits, then copies
-/// the log into the database file. A passive checkpoint never blocks the writer or a reader, and
-/// one that finds the writer's own checkpoint running simply does nothing this time. Ends with
-/// the writer thread, which holds the only sender.
-fn run_checkpointer(conn: Connection, nudged: Receiver<()>) {
-    while nudged.recv().is_ok() {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        // Take the nudges that came while sleeping: this checkpoint covers their commits too.
-        while nudged.try_recv().is_ok() {}
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "session checkpoint skipped");
-        }
-    }
-}
-
-/// The writer thread: takes what is waiting, commits it as one transaction, answers each caller.
-/// Ends when the store (and with it the last sender) is dropped.
-fn run_writer(conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>, nudge: SyncSender<()>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        // The request behind a closed reply already answered 503: leave its write undone.
-        batch.retain(|job| !job.reply.is_closed());
-        if !batch.is_empty() {
-            commit(&conn, &mut batch, &shared);
-            // Full means a nudge is already waiting; the checkpointer will see this commit too.
-            let _ = nudge.try_send(());
-        }
-        batch.clear();
-    }
-}
-
-/// Runs a batch as one transaction and answers each job's outcome. A job is answered `Ok` only
-/// when the transaction that carries it committed.
-fn commit(conn: &Connection, batch: &mut Vec<Job>, shared: &Shared) {
-    let outcomes = match conn.execute_batch("BEGIN IMMEDIATE") {
-        Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-        Ok(()) => run_batch(conn, batch),
-    };
-    {
-        let mut cache = shared.cache();
-        for (job, outcome) in batch.iter().zip(&outcomes) {
-            apply_to_cache(&mut cache, &job.op, outcome);
-        }
-        shared.writes.fetch_add(1, Ordering::AcqRel);
-    }
-    for (job, outcome) in batch.drain(..).zip(outcomes) {
-        // The caller may have given up meanwhile; the write stands either way.
-        let _ = job.reply.send(outcome);
-    }
-}
-
-/// The jobs of a batch inside the open transaction, then `COMMIT`.
-///
-/// A statement that fails is undone on its own and the others go on, except that for some errors
-/// (a full disk, an I/O error) SQLite rolls back the whole transaction. Going on then would run the
-/// rest outside any transaction and answer the earlier ones as written when they are gone, so a
-/// rolled-back transaction fails the whole batch.
-fn run_batch(conn: &Connection, batch: &[Job]) -> Vec<Result<u64, String>> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        let outcome = run(conn, &job.op).map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            if conn.is_autocommit() {
-                let why = format!("the transaction was rolled back: {e}");
-                return batch.iter().map(|_| Err(why.clone())).collect();
-            }
-        }
-        outcomes.push(outcome);
-    }
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => outcomes,
-        Err(e) => {
-            // Nothing of the batch is written; leave the connection ready for the next.
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            batch.iter().map(|_| Err(e.to_string())).collect()
-        }
-    }
-}
-
-fn run(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
-    let rows = match op {
-        Op::Create {
-            key,
-            created_at,
-            expires_at,
-            data,
-        } => conn
-            .prepare_cached(
-                "INSERT INTO portico_session_records (id, created_at, expires_at, data)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![key.as_str(), created_at, expires_at, data])?,
-        Op::Update {
-            key,
-            changes,
-            expires_at,
-            now,
-        } => conn
-            .prepare_cached(
-                "UPDATE portico_session_records SET data = json_patch(data, ?1), expires_at = ?2
-                 WHERE id = ?3 AND expires_at > ?4",
-            )?
-            .execute(params![patch(changes), expires_at, key.as_str(), now])?,
-        Op::Delete { key } => conn
-            .prepare_cached("DELETE FROM portico_session_records WHERE id = ?1")?
-            .execute(params![key.as_str()])?,
-        Op::DeleteExpired { now } => conn
-            .prepare_cached("DELETE FROM portico_session_records WHERE expires_at <= ?1")?
-            .execute(params![now])?,
-        Op::Take {
-            key,
-            name,
-            now,
-            taken,
-        } => return run_take(conn, key, name, *now, taken),
-        Op::Incr {
-            name,
-            expires_at,
-            now,
-        } => return run_incr(conn, name, *expires_at, *now),
-        Op::Decr { name, now } => conn
-            .prepare_cached(
-                "UPDATE portico_counters SET count = count - 1
-                 WHERE name = ?1 AND count > 0 AND expires_at > ?2",
-            )?
-            .execute(params![name, now])?,
-        Op::DeleteCounter { name } => conn
-            .prepare_cached("DELETE FROM portico_counters WHERE name = ?1")?
-            .execute(params![name])?,
-        Op::DeleteExpiredCounters { now } => conn
-            .prepare_cached("DELETE FROM portico_counters WHERE expires_at <= ?1")?
-            .execute(params![now])?,
-    };
-    Ok(rows as u64)
-}
-
-/// Removes `name` from the live session `key`, leaving its value in `taken`; answers 1 when it
-/// did. The read and the removal are one step because only the writer thread writes.
-fn run_take(
-    conn: &Connection,
-    key: &StorageKey,
-    name: &str,
-    now: i64,
-    taken: &Mutex<Option<String>>,
-) -> rusqlite::Result<u64> {
-    let data: Option<String> = conn
-        .prepare_cached(
-            "SELECT data FROM portico_session_records WHERE id = ?1 AND expires_at > ?2",
-        )?
-        .query_row(params![key.as_str(), now], |row| row.get(0))
-        .optional()?;
-    let Some(data) = data else {
-        return Ok(0);
-    };
-    let mut map: HashMap<String, String> = serde_json::from_str(&data).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })?;
-    let Some(value) = map.remove(name) else {
-        return Ok(0);
-    };
-    let removal = Changes {
-        set: Vec::new(),
-        remove: vec![name.to_string()],
-    };
-    conn.prepare_cached(
-        "UPDATE portico_session_records SET data = json_patch(data, ?1) WHERE id = ?2",
-    )?
-    .execute(params![patch(&removal), key.as_str()])?;
-    *taken.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
-    Ok(1)
-}
-
-/// Adds one to a counter, starting a new one where it is missing or expired; answers its value.
-fn run_incr(conn: &Connection, name: &str, expires_at: i64, now: i64) -> rusqlite::Result<u64> {
-    let count: i64 = conn
-        .prepare_cached(
-            "INSERT INTO portico_counters (name, count, expires_at) VALUES (?1, 1, ?2)
-             ON CONFLICT (name) DO UPDATE SET
-                count = CASE WHEN expires_at <= ?3 THEN 1 ELSE count + 1 END,
-                expires_at = CASE WHEN expires_at <= ?3 THEN excluded.expires_at ELSE expires_at END
-             RETURNING count",
-        )?
-        .query_row(params![name, expires_at, now], |row| row.get(0))?;
-    Ok(u64::try_from(count).unwrap_or(0))
-}
-
-/// Brings the memory copy in line with a write that committed (or failed).
-fn apply_to_cache(cache: &mut HashMap<StorageKey, Record>, op: &Op, outcome: &Result<u64, String>) {
-    match (op, outcome) {
-        // New sessions are not cached: most (first visits, crawlers) are never read again, and
-        // the first read of one that is brings it in.
-        (Op::Create { .. }, _) => {}
-        (
-            Op::Update {
-                key,
-                changes,
-                expires_at,
-                ..
-            },
-            Ok(touched),
-        ) if *touched > 0 => {
-            if let Some(rec) = cache.get_mut(key) {
-                for (k, v) in &changes.set {
-                    rec.data.insert(k.clone(), v.clone());
-                }
-                for k in &changes.remove {
-                    rec.data.remove(k);
-                }
-                rec.expires_at = *expires_at;
-            }
-        }
-        (Op::Update { key, .. }, _) | (Op::Delete { key }, _) => {
-            cache.remove(key);
-        }
-        (Op::DeleteExpired { now }, _) => cache.retain(|_, r| r.expires_at > *now),
-        (Op::Take { key, name, .. }, Ok(1)) => {
-            if let Some(rec) = cache.get_mut(key) {
-                rec.data.remove(name);
-            }
-        }
-        // Nothing was removed, or the outcome is unknown: the next read goes to the database.
-        (Op::Take { key, .. }, _) => {
-            cache.remove(key);
-        }
-        (
-            Op::Incr { .. }
-            | Op::Decr { .. }
-            | Op::DeleteCounter { .. }
-            | Op::DeleteExpiredCounters { .. },
-            _,
-        ) => {}
-    }
-}
-
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
@@ -519,7 +204,7 @@ impl SessionStore for SqliteStore {
                 .prepare_cached(
                     "SELECT created_at, expires_at, data FROM portico_session_records WHERE id = ?1",
                 )
-                .map_err(backend)?;
+                .map_err(StoreError::backend)?;
             stmt.query_row(params![key.as_str()], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
@@ -528,7 +213,7 @@ impl SessionStore for SqliteStore {
                 ))
             })
             .optional()
-            .map_err(backend)?
+            .map_err(StoreError::backend)?
         };
         let Some((created_at, expires_at, data)) = row else {
             return Ok(None);
@@ -639,86 +324,4 @@ impl SessionStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A store's file with a trigger that rolls back the whole transaction when a session with
-    /// the data `boom` is created, as SQLite itself does on some errors (a full disk, an I/O error).
-    fn store_that_rolls_back_on_boom() -> (Connection, Shared, std::path::PathBuf) {
-        let path = std::env::temp_dir().join(format!(
-            "portico-sqlite-batch-{}.sqlite3",
-            rand::random::<u64>()
-        ));
-        let conn = connect(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .unwrap();
-        conn.execute_batch(
-            "CREATE TABLE portico_session_records (
-                 id TEXT PRIMARY KEY NOT NULL, created_at INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
-             CREATE TRIGGER boom BEFORE INSERT ON portico_session_records
-                 WHEN NEW.data = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'disk went away'); END;",
-        )
-        .unwrap();
-        let shared = Shared {
-            cache: Mutex::new(HashMap::new()),
-            writes: AtomicU64::new(0),
-        };
-        (conn, shared, path)
-    }
-
-    fn create_job(id: &str) -> (Job, oneshot::Receiver<Result<u64, String>>) {
-        let (reply, answer) = oneshot::channel();
-        let op = Op::Create {
-            key: StorageKey::of(id),
-            created_at: 1,
-            expires_at: i64::MAX,
-            data: id.into(),
-        };
-        (Job { op, reply }, answer)
-    }
-
-    #[test]
-    fn a_rolled_back_transaction_fails_every_write_of_its_batch() {
-        let (conn, shared, path) = store_that_rolls_back_on_boom();
-        let (jobs, mut answers): (Vec<_>, Vec<_>) = ["before", "boom", "after"]
-            .map(create_job)
-            .into_iter()
-            .unzip();
-        let mut batch = jobs;
-        commit(&conn, &mut batch, &shared);
-        for (id, answer) in ["before", "boom", "after"].iter().zip(&mut answers) {
-            let outcome = answer.try_recv().expect("every job is answered");
-            assert!(outcome.is_err(), "{id} was answered {outcome:?}");
-        }
-        let stored: i64 = conn
-            .query_row("SELECT COUNT(*) FROM portico_session_records", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(stored, 0, "a write answered as failed was stored");
-        assert!(
-            conn.is_autocommit(),
-            "the connection is ready for the next batch"
-        );
-
-        let (job, mut answer) = create_job("next");
-        let mut batch = vec![job];
-        commit(&conn, &mut batch, &shared);
-        assert_eq!(answer.try_recv().unwrap(), Ok(1));
-        drop(conn);
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[test]
-    fn a_patch_sets_strings_and_removes_with_null() {
-        let changes = Changes {
-            set: vec![("a".into(), "{\"x\":1}".into())],
-            remove: vec!["b".into()],
-        };
-        let v: serde_json::Value = serde_json::from_str(&patch(&changes)).unwrap();
-        assert_eq!(v, serde_json::json!({ "a": "{\"x\":1}", "b": null }));
-    }
-}
+mod tests;
