@@ -2,8 +2,8 @@
 //! checkpointer thread beside it.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
