@@ -218,7 +218,6 @@ pub fn router(parts: Parts) -> Router {
             resp
         }))
         .layer(Extension(templates.clone()))
-        .layer(Extension(csrf_config))
         .layer(Extension(BodyLimit(config.body_limit)))
         .layer(ErrorPagesLayer::new(templates))
         // Before cookies and sessions: a request for another host creates nothing.

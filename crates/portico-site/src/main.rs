@@ -392,10 +392,9 @@ async fn serve(config: ServeConfig) -> Result<(), BoxError> {
     };
 
     let csrf = CsrfConfig {
-        token_ttl: config.csrf_token_ttl_secs,
+        token_ttl: time::Duration::seconds(config.csrf_token_ttl_secs),
         trusted_origins: config.csrf_trusted_origins.clone(),
         https: config.https,
-        body_limit: config.body_limit,
         clock: clock.clone(),
         allowed_hosts,
     };

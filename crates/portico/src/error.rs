@@ -2,8 +2,8 @@
 //!
 //! Every rejection in Portico (a bad parameter, a refused CSRF token, a store that is down) becomes
 //! an [`ErrorPage`]: a status and a sentence that says what went wrong and what to do. On its own it
-//! answers as plain text; behind [`crate::template::error_pages`] it is shown in the site's error
-//! template. This module holds no HTML of its own, so a site decides how its errors look.
+//! answers as plain text; behind [`crate::template::ErrorPagesLayer`] it is shown in the site's
+//! error template. This module holds no HTML of its own, so a site decides how its errors look.
 //! A refused form post can carry its fields ([`KeptInput`]) for the page to show back.
 
 use axum::http::{header, StatusCode};
@@ -134,7 +134,10 @@ impl MissingLayer {
         extensions: &axum::http::Extensions,
         layer: &'static str,
     ) -> Result<T, Self> {
-        extensions.get::<T>().cloned().ok_or_else(|| Self::new::<T>(layer))
+        extensions
+            .get::<T>()
+            .cloned()
+            .ok_or_else(|| Self::new::<T>(layer))
     }
 
     /// Always 500: the request was fine, the router was not.

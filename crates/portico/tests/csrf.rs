@@ -132,7 +132,6 @@ async fn spawn(https: bool, trusted: &[&str]) -> Site {
     // The layers wrap the whole router, so a refused POST can be re-routed to the page's GET.
     let service = ServiceBuilder::new()
         .layer(Extension(templates))
-        .layer(Extension(Arc::new(csrf.clone())))
         .layer(sessions)
         .layer(
             CsrfLayer::new(csrf)
