@@ -161,8 +161,10 @@ pub fn router(parts: Parts) -> Router {
     for r in ROUTES.iter().filter(|r| r.csrf_exempt) {
         csrf = csrf.exempt(r.path);
     }
-    let sessions =
-        SessionLayer::with_clock(store, session_config(&config), csrf_config.clock.clone());
+    let session_config = session_config(&config);
+    let events = EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
+        .session(&session_config);
+    let sessions = SessionLayer::with_clock(store, session_config, csrf_config.clock.clone());
     let cookies = CookieLayer::new(
         &secret,
         CookieDefaults {
@@ -201,10 +203,7 @@ pub fn router(parts: Parts) -> Router {
     // the CSRF layer can show a refused form again through the page's GET handler.
     let service = ServiceBuilder::new()
         .layer(SecurityHeaders::default().layer())
-        .layer(
-            EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
-                .session_cookie(&config.session_cookie()),
-        )
+        .layer(events)
         .layer(MapRequestLayer::new(move |req| {
             site_context(&instance_name, req)
         }))
