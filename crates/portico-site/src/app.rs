@@ -166,6 +166,8 @@ pub fn router(parts: Parts) -> Router {
         clock: csrf_config.clock.clone(),
         ..session_config(&config)
     };
+    let events = EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
+        .session(&session_config);
     let sessions = SessionLayer::new(store, session_config);
     let cookies = CookieLayer::new(
         &secret,
@@ -205,10 +207,7 @@ pub fn router(parts: Parts) -> Router {
     // the CSRF layer can show a refused form again through the page's GET handler.
     let service = ServiceBuilder::new()
         .layer(SecurityHeaders::default().layer())
-        .layer(
-            EventLayer::new(state.events.clone(), config.trust_x_forwarded_for)
-                .session_cookie(&config.session_cookie()),
-        )
+        .layer(events)
         .layer(MapRequestLayer::new(move |req| {
             site_context(&instance_name, req)
         }))

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::FromRequest;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use portico::cookies::{Cookie, CookieDefaults, CookieLayer, Cookies};
 use portico::csrf::{mint, verify};
@@ -171,17 +171,16 @@ fn multipart_body(pairs: &[(String, String)]) -> Vec<u8> {
 }
 
 async fn parse_multipart(body: Vec<u8>) -> Result<Params, ParamsError> {
-    let (parts, ()) = Request::builder()
+    let request = Request::builder()
         .method("POST")
         .uri("/form")
         .header(
             header::CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
-        .body(())
-        .expect("a request")
-        .into_parts();
-    Params::from_parts_and_body(&parts, &Bytes::from(body)).await
+        .body(Body::from(body))
+        .expect("a request");
+    Params::from_request(request, &()).await
 }
 
 proptest! {

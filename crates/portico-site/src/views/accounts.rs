@@ -24,7 +24,7 @@ use minijinja::context;
 use portico::captcha::{Captcha, Challenge, Mode, Outcome, Style, Voice};
 use portico::cookies::{Cookie, Cookies};
 use portico::csrf::Resubmitted;
-use portico::events::{Event, Events};
+use portico::events::{Event, EventKind, Events};
 use portico::params::{Params, Query};
 use portico::ratelimit::Attempt;
 use portico::session::{Session, SessionError};
@@ -191,13 +191,13 @@ async fn log_captcha(
     let mode = challenge.unwrap_or(shown.into()).as_str();
     if outcome == Outcome::Solved {
         events
-            .emit(Event::new("captcha_ok").captcha_mode(mode))
+            .emit(Event::new(EventKind::CaptchaOk).captcha_mode(mode))
             .await;
         true
     } else {
         events
             .emit(
-                Event::new("captcha_fail")
+                Event::new(EventKind::CaptchaFail)
                     .captcha_mode(mode)
                     .reason(outcome.reason()),
             )
@@ -366,7 +366,11 @@ async fn login(
     let (outcome, answered) = Captcha::verify_any(&session, &state.captcha, answer).await?;
     if !log_captcha(&events, outcome, answered, mode).await {
         events
-            .emit(Event::new("login_fail").reason("captcha").account(&account))
+            .emit(
+                Event::new(EventKind::LoginFail)
+                    .reason("captcha")
+                    .account(&account),
+            )
             .await;
         form.errors
             .insert("captcha", outcome.message_for(answered).to_string());
@@ -394,7 +398,11 @@ async fn login(
     }
     if !form.errors.is_empty() {
         events
-            .emit(Event::new("login_fail").reason("invalid").account(&account))
+            .emit(
+                Event::new(EventKind::LoginFail)
+                    .reason("invalid")
+                    .account(&account),
+            )
             .await;
         return form.render(&page, StatusCode::BAD_REQUEST).await;
     }
@@ -404,7 +412,11 @@ async fn login(
         Ok(attempt) => attempt,
         Err(scope) => {
             events
-                .emit(Event::new("rate_limited").scope(scope).account(&account))
+                .emit(
+                    Event::new(EventKind::RateLimited)
+                        .scope(scope)
+                        .account(&account),
+                )
                 .await;
             form.form_error = Some(RATE_LIMITED);
             return too_many(form.render(&page, StatusCode::TOO_MANY_REQUESTS).await?);
@@ -413,7 +425,7 @@ async fn login(
     let wait = limits::slow_down(attempt.account.over());
     if !wait.is_zero() {
         events
-            .emit(Event::new("login_slowed").account(&account))
+            .emit(Event::new(EventKind::LoginSlowed).account(&account))
             .await;
         tokio::time::sleep(wait).await;
     }
@@ -427,7 +439,7 @@ async fn login(
         _ => {
             events
                 .emit(
-                    Event::new("login_fail")
+                    Event::new(EventKind::LoginFail)
                         .reason("bad_credentials")
                         .account(&account),
                 )
@@ -460,7 +472,7 @@ async fn login(
     }
     events.info().set_user(Some(row.username.clone()));
     events
-        .emit(Event::new("login_ok").account(&row.username))
+        .emit(Event::new(EventKind::LoginOk).account(&row.username))
         .await;
     Ok(Redirect::to(&auth::safe_next(params.get("next"), host.as_deref())).into_response())
 }
@@ -572,7 +584,7 @@ async fn register(
     if reserved.is_none() {
         events
             .emit(
-                Event::new("rate_limited")
+                Event::new(EventKind::RateLimited)
                     .scope(state.limits.register_ip.scope())
                     .account(account_key(&username)),
             )
@@ -613,7 +625,9 @@ async fn register(
     )
     .await?;
     events.info().set_user(Some(username.clone()));
-    events.emit(Event::new("register").account(&username)).await;
+    events
+        .emit(Event::new(EventKind::Register).account(&username))
+        .await;
     Ok(Redirect::to("/notes/").into_response())
 }
 
@@ -621,7 +635,7 @@ async fn register(
 /// everywhere at once. (GET answers 405: following a link must never log anyone out.)
 async fn logout(session: Session, events: Events, _user: MaybeUser) -> AppResult<Response> {
     // Logged before the flush, while the event can still name the session it ends.
-    events.emit(Event::new("logout")).await;
+    events.emit(Event::new(EventKind::Logout)).await;
     auth::logout(&session).await?;
     Ok(Redirect::to("/accounts/login/").into_response())
 }

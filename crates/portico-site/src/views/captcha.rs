@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portico::captcha::{Captcha, CaptchaConfig, Challenge, IssueError, Mode, Voice};
 use portico::error::ErrorPage;
-use portico::events::{Event, Events};
+use portico::events::{Event, EventKind, Events};
 use portico::params::Query;
 use portico::session::Session;
 
@@ -74,7 +74,7 @@ async fn respond(
     match issued {
         Ok(body) => {
             events
-                .emit(Event::new("captcha_issued").captcha_mode(challenge.as_str()))
+                .emit(Event::new(EventKind::CaptchaIssued).captcha_mode(challenge.as_str()))
                 .await;
             let content_type = if challenge.is_audio() {
                 "audio/wav"
@@ -92,7 +92,7 @@ async fn respond(
         }
         Err(IssueError::Limited(which)) => {
             events
-                .emit(Event::new("rate_limited").scope(which.scope()))
+                .emit(Event::new(EventKind::RateLimited).scope(which.scope()))
                 .await;
             let message = if challenge.is_audio() {
                 "Too many new recordings in a short time. Wait a minute, then play it again."
