@@ -1,4 +1,9 @@
-//! Who is logged in: the user's id and name in the session, read on demand.
+//! Who is logged in: the user's id and name in the session, read once per page request.
+//!
+//! Every route that renders a page passes through [`fill_user`], which reads the user and tells
+//! the templates (the nav bar) and the event log who it is, the way Django's `auth` context
+//! processor does; views that need the user take [`MaybeUser`] or [`LoginRequired`], which reuse
+//! that read. Routes that render no page (files, the health check, captchas) skip it.
 //!
 //! Login cycles the session id (so the CSRF secret and any captcha rotate with it), marks the
 //! session as a user's (the session layer then keeps it for the long idle timeout rather than the
@@ -7,8 +12,9 @@
 //! flushes the session, deleting it from the store for every server. The session never holds a
 //! password or a hash of one.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use portico::events::RequestInfo;
 use portico::session::{Session, SessionError};
@@ -27,15 +33,38 @@ pub struct User {
     pub username: String,
 }
 
-/// The logged-in user, if any. Extracting it tells the templates and the event log who it is.
+/// The logged-in user, if any, as [`fill_user`] read it (or read now, on a route without it).
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<User>);
 
 impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let session = Session::from_request_parts(parts, state)
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(read) = parts.extensions.get::<MaybeUser>() {
+            return Ok(read.clone());
+        }
+        let user = MaybeUser::read(parts).await?;
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+/// Middleware for the routes that render pages: reads the logged-in user once, before the
+/// handler, and puts them into the page context and the request's event info. A session that
+/// cannot be read answers as it would to the view.
+pub async fn fill_user(req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Err(refused) = MaybeUser::from_request_parts(&mut parts, &()).await {
+        return refused;
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+impl MaybeUser {
+    /// The user in the session, told to the templates and the event log.
+    async fn read(parts: &mut Parts) -> Result<Self, Response> {
+        let session = Session::from_request_parts(parts, &())
             .await
             .map_err(IntoResponse::into_response)?;
         // A visitor without a session cookie is anonymous; no store round trip for them.

@@ -238,6 +238,22 @@ impl ServeConfig {
         })
     }
 
+    /// The session settings from the site's settings.
+    pub fn session_config(&self) -> portico::session::SessionConfig {
+        portico::session::SessionConfig {
+            cookie_name: self.session_cookie(),
+            cookie_domain: self.cookie_domain.clone(),
+            cookie_secure: self.https,
+            idle_timeout: time::Duration::seconds(self.session_idle_secs),
+            anonymous_idle_timeout: time::Duration::seconds(self.anon_session_idle_secs),
+            absolute_timeout: time::Duration::seconds(self.session_absolute_secs),
+            store_timeout: std::time::Duration::from_millis(self.session_store_timeout_ms),
+            max_keys: self.session_max_keys,
+            max_bytes: self.session_max_bytes,
+            ..portico::session::SessionConfig::default()
+        }
+    }
+
     /// The host names to serve: the configured list, or the loopback names when the list is
     /// empty and the server listens on a loopback address.
     pub fn allowed_hosts(&self) -> Result<portico::hosts::AllowedHosts, String> {

@@ -51,8 +51,7 @@ impl IntoResponse for AppError {
             .into_response(),
             AppError::Task(e) => {
                 tracing::error!(error = %e, "background task failed");
-                ErrorPage::internal()
-                .into_response()
+                ErrorPage::internal().into_response()
             }
         }
     }

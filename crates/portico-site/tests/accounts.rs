@@ -5,24 +5,12 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{browser, session_cookie, token_from, TestApp, CAPTCHA};
+use common::{
+    bare, browser, create_account, events, field_error, form_error, location, login, new_captcha,
+    register, session_cookie, set_cookies, token_from, TestApp, CAPTCHA, GENERIC, PASSWORD,
+};
 use portico::captcha::{Mode, Style};
 use reqwest::{Client, Response, StatusCode};
-
-const PASSWORD: &str = "correct horse battery";
-const GENERIC: &str = "The username or password is not right.";
-
-/// Fetches a captcha image, which sets the session's pending challenge.
-async fn new_captcha(c: &Client, app: &TestApp) {
-    let r = c
-        .get(app.url("/captcha/"))
-        .send()
-        .await
-        .expect("GET /captcha/");
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["content-type"], "image/png");
-    r.bytes().await.expect("captcha body");
-}
 
 async fn post(c: &Client, app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
     c.post(app.url(path))
@@ -30,67 +18,6 @@ async fn post(c: &Client, app: &TestApp, path: &str, fields: &[(&str, &str)]) ->
         .send()
         .await
         .expect("POST")
-}
-
-/// Registers with a fresh token and captcha.
-async fn register(c: &Client, app: &TestApp, username: &str, password: &str) -> Response {
-    let token = token_from(c, app, "/accounts/register/").await;
-    new_captcha(c, app).await;
-    post(
-        c,
-        app,
-        "/accounts/register/",
-        &[
-            ("csrfmiddlewaretoken", &token),
-            ("username", username),
-            ("password", password),
-            ("password2", password),
-            ("captcha", CAPTCHA),
-        ],
-    )
-    .await
-}
-
-/// Registers `username` in a browser of its own (so the test's browser stays anonymous).
-async fn create_account(app: &TestApp, username: &str) {
-    let r = register(&browser(), app, username, PASSWORD).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "registering {username}");
-}
-
-/// Logs in with a fresh token and captcha, plus `extra` fields.
-async fn login(
-    c: &Client,
-    app: &TestApp,
-    username: &str,
-    password: &str,
-    extra: &[(&str, &str)],
-) -> Response {
-    let token = token_from(c, app, "/accounts/login/").await;
-    new_captcha(c, app).await;
-    let mut fields = vec![
-        ("csrfmiddlewaretoken", token.as_str()),
-        ("username", username),
-        ("password", password),
-        ("captcha", CAPTCHA),
-    ];
-    fields.extend_from_slice(extra);
-    post(c, app, "/accounts/login/", &fields).await
-}
-
-fn location(r: &Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-fn set_cookies(r: &Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect()
 }
 
 /// Whether `c` is logged in: /notes/ answers its page rather than sending it to the login page.
@@ -108,47 +35,13 @@ async fn logged_in(c: &Client, app: &TestApp) -> bool {
 
 /// Whether a bare request carrying only this session cookie is logged in.
 async fn cookie_logged_in(app: &TestApp, sid: &str) -> bool {
-    let plain = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = plain
+    let r = bare()
         .get(app.url("/notes/"))
         .header("cookie", format!("sessionid={sid}"))
         .send()
         .await
         .expect("GET /notes/");
     r.status() == StatusCode::OK
-}
-
-/// The text between `start` and the next `end` after it.
-fn between(html: &str, start: &str, end: &str) -> Option<String> {
-    let from = html.find(start)? + start.len();
-    let to = html[from..].find(end)? + from;
-    Some(html[from..to].trim().to_string())
-}
-
-/// The form-wide message of a page, if it shows one.
-fn form_error(html: &str) -> Option<String> {
-    between(html, "id=\"form-error\">", "</div>")
-}
-
-/// The message next to `field`, if any.
-fn field_error(html: &str, field: &str) -> Option<String> {
-    between(html, &format!("id=\"{field}-error\">"), "</p>")
-}
-
-/// Every event the stopped server wrote, as JSON objects.
-fn events(app: &TestApp) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(app.data_dir.join("events")).expect("events folder") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("event file");
-        out.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event line")),
-        );
-    }
-    out
 }
 
 fn count(events: &[serde_json::Value], kind: &str, reason: Option<&str>) -> usize {

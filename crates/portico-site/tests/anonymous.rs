@@ -11,18 +11,11 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{browser, csrf_token, session_cookie, TestApp, CAPTCHA};
+use common::{
+    bare, browser, create_account, csrf_token, login_fields, session_cookie, set_cookies, TestApp,
+    PASSWORD,
+};
 use reqwest::{Client, Response, StatusCode};
-
-const PASSWORD: &str = "correct horse battery";
-
-fn set_cookies(r: &Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect()
-}
 
 /// What the session store of a test site holds.
 enum Store {
@@ -177,12 +170,7 @@ async fn first_visit_writes_nothing(app: &TestApp, store: &Store) {
     image.bytes().await.unwrap();
     let r = c
         .post(app.url("/accounts/login/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", user),
-            ("password", pw),
-            ("captcha", CAPTCHA),
-        ])
+        .form(&login_fields(&token, user, pw))
         .send()
         .await
         .unwrap();
@@ -196,44 +184,14 @@ async fn first_visit_writes_nothing(app: &TestApp, store: &Store) {
     );
 }
 
-/// Registers `username` in a browser of its own; answers the registration's response.
-async fn register_response(app: &TestApp, username: &str) -> Response {
-    let c = browser();
-    let token = common::token_from(&c, app, "/accounts/register/").await;
-    c.get(app.url("/captcha/"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let r = c
-        .post(app.url("/accounts/register/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username),
-            ("password", PASSWORD),
-            ("password2", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "registering {username}");
-    r
-}
-
 /// Registers `username`; answers the logged-in session's id.
 async fn register(app: &TestApp, username: &str) -> String {
-    session_cookie(&register_response(app, username).await).expect("registering logs in")
+    session_cookie(&create_account(app, username).await).expect("registering logs in")
 }
 
 /// Whether a request carrying only this session cookie is logged in.
 async fn logged_in(app: &TestApp, sid: &str) -> bool {
-    let r = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let r = bare()
         .get(app.url("/notes/"))
         .header("cookie", format!("sessionid={sid}"))
         .send()
@@ -257,10 +215,7 @@ async fn a_first_visit_to_the_login_form_writes_nothing_to_the_redis_store() {
 
 /// Another site's login form, posted by the victim's browser.
 async fn cross_site_login(app: &TestApp, cookie: Option<&str>) -> Response {
-    let mut req = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let mut req = bare()
         .post(app.url("/accounts/login/"))
         .header("sec-fetch-site", "cross-site")
         .header("origin", "http://evil.test")
@@ -323,12 +278,7 @@ async fn a_refused_login_without_a_session_shows_the_form_again_and_stores_nothi
     // Another browser's token, no cookie at all.
     let r = Client::new()
         .post(app.url("/accounts/login/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", "sophie"),
-            ("password", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
+        .form(&login_fields(&token, "sophie", PASSWORD))
         .send()
         .await
         .unwrap();
@@ -379,7 +329,7 @@ async fn a_logged_in_session_gets_the_long_timeout_and_an_anonymous_one_the_shor
         .find(|c| c.starts_with("sessionid="))
         .expect("the captcha starts a session");
     assert!(anon.contains("Max-Age=3600"), "{anon}");
-    let registered = register_response(&app, "longlived").await;
+    let registered = create_account(&app, "longlived").await;
     let user = set_cookies(&registered)
         .into_iter()
         .find(|c| c.starts_with("sessionid="))

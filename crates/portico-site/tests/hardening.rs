@@ -5,59 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{browser, temp_dir, token_from, TestApp, CAPTCHA};
+use common::{browser, location, login, register, temp_dir, TestApp, PASSWORD};
 use portico::sqlite::rusqlite;
-use reqwest::{Client, Response, StatusCode};
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn new_captcha(c: &Client, app: &TestApp) {
-    let r = c.get(app.url("/captcha/")).send().await.expect("captcha");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.bytes().await.expect("captcha body");
-}
-
-async fn register(c: &Client, app: &TestApp, username: &str, password: &str) -> Response {
-    let token = token_from(c, app, "/accounts/register/").await;
-    new_captcha(c, app).await;
-    c.post(app.url("/accounts/register/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username),
-            ("password", password),
-            ("password2", password),
-            ("captcha", CAPTCHA),
-        ])
-        .send()
-        .await
-        .expect("POST register")
-}
-
-async fn login(c: &Client, app: &TestApp, username: &str, next: Option<&str>) -> Response {
-    let token = token_from(c, app, "/accounts/login/").await;
-    new_captcha(c, app).await;
-    let mut fields = vec![
-        ("csrfmiddlewaretoken", token.as_str()),
-        ("username", username),
-        ("password", PASSWORD),
-        ("captcha", CAPTCHA),
-    ];
-    if let Some(n) = next {
-        fields.push(("next", n));
-    }
-    c.post(app.url("/accounts/login/"))
-        .form(&fields)
-        .send()
-        .await
-        .expect("POST login")
-}
-
-fn location(r: &Response) -> String {
-    r.headers()
-        .get("location")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default()
-}
+use reqwest::StatusCode;
 
 /// The usernames stored in the site's database.
 fn usernames(app: &TestApp) -> Vec<String> {
@@ -96,7 +46,7 @@ async fn next_that_a_browser_reads_as_another_site_is_ignored() {
         "https://evil.test/",
     ] {
         let c = browser();
-        let r = login(&c, &app, "ada", Some(next)).await;
+        let r = login(&c, &app, "ada", PASSWORD, &[("next", next)]).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "next={next:?}");
         assert_eq!(location(&r), "/notes/", "next={next:?}");
         // The login happened; only the destination was refused.
@@ -104,7 +54,14 @@ async fn next_that_a_browser_reads_as_another_site_is_ignored() {
         assert_eq!(page.status(), StatusCode::OK, "next={next:?}");
     }
     // A page of the site is still where the login goes.
-    let r = login(&browser(), &app, "ada", Some("/notes/?tag=work")).await;
+    let r = login(
+        &browser(),
+        &app,
+        "ada",
+        PASSWORD,
+        &[("next", "/notes/?tag=work")],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/notes/?tag=work");
 }
@@ -282,7 +239,7 @@ async fn look_alike_usernames_are_one_account() {
     // Any form of the name logs in to the one account.
     for typed in ["ALICE", "ａｌｉｃｅ", "Alice"] {
         let c = browser();
-        let r = login(&c, &app, typed, None).await;
+        let r = login(&c, &app, typed, PASSWORD, &[]).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{typed}");
         let page = c.get(app.url("/notes/")).send().await.unwrap();
         let html = page.text().await.unwrap();

@@ -7,12 +7,13 @@
 
 mod common;
 
-use common::{postgres_url, redis_url, token_from, TestApp, CAPTCHA};
+use common::{
+    events, field_error, form_error, login_fields, postgres_url, ready, redis_url, register,
+    register_fields, TestApp, GENERIC, PASSWORD,
+};
 use reqwest::{Client, StatusCode};
 
-const PASSWORD: &str = "correct horse battery";
 const WRONG: &str = "not the password at all";
-const GENERIC: &str = "The username or password is not right.";
 
 /// A name no earlier run left in a shared store (Redis and PostgreSQL outlive the test servers).
 fn unique(prefix: &str) -> String {
@@ -53,37 +54,9 @@ fn browser_from(addr: &str) -> Client {
         .expect("client")
 }
 
-/// Fetches a captcha image: the session's pending challenge.
-async fn new_captcha(c: &Client, app: &TestApp) {
-    let r = c.get(app.url("/captcha/")).send().await.expect("GET");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.bytes().await.expect("image");
-}
-
-/// A form's CSRF token and a solved captcha image for `path`.
-async fn ready(c: &Client, app: &TestApp, path: &str) -> String {
-    let token = token_from(c, app, path).await;
-    new_captcha(c, app).await;
-    token
-}
-
-async fn register(c: &Client, app: &TestApp, username: &str) -> reqwest::Response {
-    let token = ready(c, app, "/accounts/register/").await;
-    c.post(app.url("/accounts/register/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username),
-            ("password", PASSWORD),
-            ("password2", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
-        .send()
-        .await
-        .expect("POST")
-}
-
+/// Registers `username` from an address of its own, so no per-address count is touched.
 async fn create_account(app: &TestApp, username: &str) {
-    let r = register(&browser_from(&fresh_addr()), app, username).await;
+    let r = register(&browser_from(&fresh_addr()), app, username, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "registering {username}");
 }
 
@@ -97,12 +70,7 @@ async fn post_login(
 ) -> (StatusCode, String) {
     let r = c
         .post(url)
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username.as_str()),
-            ("password", password),
-            ("captcha", CAPTCHA),
-        ])
+        .form(&login_fields(&token, &username, password))
         .send()
         .await
         .expect("POST");
@@ -117,33 +85,6 @@ async fn all(
     let mut out = Vec::new();
     for t in tasks {
         out.push(t.await.expect("task"));
-    }
-    out
-}
-
-fn between(html: &str, start: &str, end: &str) -> Option<String> {
-    let from = html.find(start)? + start.len();
-    let to = html[from..].find(end)? + from;
-    Some(html[from..to].trim().to_string())
-}
-
-fn form_error(html: &str) -> Option<String> {
-    between(html, "id=\"form-error\">", "</div>")
-}
-
-fn field_error(html: &str, field: &str) -> Option<String> {
-    between(html, &format!("id=\"{field}-error\">"), "</p>")
-}
-
-/// Every event the stopped server wrote.
-fn events(app: &TestApp) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(app.data_dir.join("events")).expect("events folder") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("event file");
-        out.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event line")),
-        );
     }
     out
 }
@@ -321,13 +262,7 @@ async fn post_register(
 ) -> (StatusCode, String) {
     let r = c
         .post(url)
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username.as_str()),
-            ("password", PASSWORD),
-            ("password2", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
+        .form(&register_fields(&token, &username, PASSWORD))
         .send()
         .await
         .expect("POST");

@@ -3,35 +3,13 @@
 
 mod common;
 
-use common::{browser, token_from, TestApp, CAPTCHA};
+use common::{browser, location, register, token_from, TestApp, PASSWORD};
 use reqwest::{Client, Response, StatusCode};
-
-const PASSWORD: &str = "correct horse battery";
 
 /// A browser logged in as a new account `username`.
 async fn signup(app: &TestApp, username: &str) -> Client {
     let c = browser();
-    let token = token_from(&c, app, "/accounts/register/").await;
-    let img = c
-        .get(app.url("/captcha/"))
-        .send()
-        .await
-        .expect("GET /captcha/");
-    assert_eq!(img.status(), StatusCode::OK);
-    img.bytes().await.expect("captcha");
-    let r = post(
-        &c,
-        app,
-        "/accounts/register/",
-        &[
-            ("csrfmiddlewaretoken", &token),
-            ("username", username),
-            ("password", PASSWORD),
-            ("password2", PASSWORD),
-            ("captcha", CAPTCHA),
-        ],
-    )
-    .await;
+    let r = register(&c, app, username, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "registering {username}");
     c
 }
@@ -59,14 +37,6 @@ async fn page(c: &Client, app: &TestApp, path: &str) -> String {
     let r = get(c, app, path).await;
     assert_eq!(r.status(), StatusCode::OK, "GET {path}");
     r.text().await.expect("body").replace("&#x2f;", "/")
-}
-
-fn location(r: &Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
 }
 
 /// The fields of a note form: token, title, body and one `tags` pair per tag.

@@ -8,47 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{browser, session_cookie, token_from, TestApp, CAPTCHA};
+use common::{
+    bare, browser, events, login, register, session_cookie, token_from, TestApp, PASSWORD,
+};
 use reqwest::{Client, StatusCode};
-
-const PASSWORD: &str = "correct horse battery";
-
-async fn new_captcha(c: &Client, app: &TestApp) {
-    let r = c.get(app.url("/captcha/")).send().await.expect("GET");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.bytes().await.expect("image");
-}
-
-async fn register(c: &Client, app: &TestApp, username: &str) -> reqwest::Response {
-    let token = token_from(c, app, "/accounts/register/").await;
-    new_captcha(c, app).await;
-    c.post(app.url("/accounts/register/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username),
-            ("password", PASSWORD),
-            ("password2", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
-        .send()
-        .await
-        .expect("POST")
-}
-
-async fn login(c: &Client, app: &TestApp, username: &str) -> reqwest::Response {
-    let token = token_from(c, app, "/accounts/login/").await;
-    new_captcha(c, app).await;
-    c.post(app.url("/accounts/login/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", username),
-            ("password", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
-        .send()
-        .await
-        .expect("POST")
-}
 
 async fn set_key(c: &Client, app: &TestApp, key: &str, value: &str) -> reqwest::Response {
     let token = token_from(c, app, "/demo/").await;
@@ -86,36 +49,18 @@ async fn who(c: &Client, app: &TestApp) -> Option<String> {
         .map(String::from)
 }
 
-/// A client without a cookie jar that sends exactly the `Cookie` header a test gives it.
-fn bare() -> Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-fn events(app: &TestApp) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(app.data_dir.join("events")).expect("events folder") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("event file");
-        out.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event line")),
-        );
-    }
-    out
-}
-
 #[tokio::test]
 async fn logging_in_as_another_user_drops_the_first_users_session_data() {
     let app = TestApp::spawn(&[]);
     let c = browser();
     assert_eq!(
-        register(&browser(), &app, "bob_q7").await.status(),
+        register(&browser(), &app, "bob_q7", PASSWORD)
+            .await
+            .status(),
         StatusCode::SEE_OTHER
     );
     assert_eq!(
-        register(&c, &app, "ada_q7").await.status(),
+        register(&c, &app, "ada_q7", PASSWORD).await.status(),
         StatusCode::SEE_OTHER
     );
     assert_eq!(
@@ -127,7 +72,7 @@ async fn logging_in_as_another_user_drops_the_first_users_session_data() {
         serde_json::json!({ "demo.draft": "ada's secret" })
     );
 
-    let r = login(&c, &app, "bob_q7").await;
+    let r = login(&c, &app, "bob_q7", PASSWORD, &[]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(who(&c, &app).await.as_deref(), Some("bob_q7"));
     assert_eq!(
@@ -142,13 +87,13 @@ async fn logging_in_again_as_the_same_user_keeps_the_session_data() {
     let app = TestApp::spawn(&[]);
     let c = browser();
     assert_eq!(
-        register(&c, &app, "ada_q7").await.status(),
+        register(&c, &app, "ada_q7", PASSWORD).await.status(),
         StatusCode::SEE_OTHER
     );
     assert_eq!(set_key(&c, &app, "theme", "dark").await.status(), 200);
     let before = c.get(app.url("/demo/")).send().await.expect("GET");
     let old_id = session_cookie(&before);
-    let r = login(&c, &app, "ada_q7").await;
+    let r = login(&c, &app, "ada_q7", PASSWORD, &[]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let new_id = session_cookie(&r).expect("a login gives a new id");
     assert_ne!(Some(new_id), old_id);
@@ -163,14 +108,14 @@ async fn registering_while_logged_in_drops_the_first_users_session_data() {
     let app = TestApp::spawn(&[]);
     let c = browser();
     assert_eq!(
-        register(&c, &app, "ada_q7").await.status(),
+        register(&c, &app, "ada_q7", PASSWORD).await.status(),
         StatusCode::SEE_OTHER
     );
     assert_eq!(
         set_key(&c, &app, "draft", "ada's secret").await.status(),
         200
     );
-    let r = register(&c, &app, "cyd_q7").await;
+    let r = register(&c, &app, "cyd_q7", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(who(&c, &app).await.as_deref(), Some("cyd_q7"));
     assert_eq!(keys(&c, &app).await, serde_json::json!({}));
@@ -182,11 +127,11 @@ async fn registering_while_logged_in_drops_the_first_users_session_data() {
 async fn two_session_cookies_in_one_request_count_as_none() {
     let mut app = TestApp::spawn(&[]);
     let victim = browser();
-    let r = register(&victim, &app, "ada_q7").await;
+    let r = register(&victim, &app, "ada_q7", PASSWORD).await;
     let victim_id = session_cookie(&r).expect("ada's session");
     assert_eq!(set_key(&victim, &app, "draft", "ada's").await.status(), 200);
     let attacker = browser();
-    let r = register(&attacker, &app, "bob_q7").await;
+    let r = register(&attacker, &app, "bob_q7", PASSWORD).await;
     let attacker_id = session_cookie(&r).expect("bob's session");
 
     for cookie in [

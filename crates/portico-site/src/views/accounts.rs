@@ -18,8 +18,6 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use minijinja::context;
 use portico::captcha::{Captcha, Challenge, Mode, Outcome, Style, Voice};
 use portico::cookies::{Cookie, Cookies};
@@ -31,11 +29,12 @@ use portico::session::{Session, SessionError};
 use portico::template::Page;
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::auth::{self, MaybeUser, RequestHost, User};
+use super::{get, post, Routes};
+use crate::auth::{self, RequestHost, User};
 use crate::error::{AppError, AppResult};
 use crate::limits;
 use crate::models::users::{self, CreateUserError, PASSWORD_MAX, USERNAME_MAX};
+use crate::state::AppState;
 
 /// The plain (unsigned) cookie that pre-fills the login form's username when "remember" was
 /// checked. It only saves typing, so it needs no signature.
@@ -55,16 +54,35 @@ const REGISTER_LIMITED: &str = "Too many new accounts from this address. \
      Wait 15 minutes, then try again.";
 
 /// The account routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/accounts/register/", get(register_form).post(register))
-        .route("/accounts/login/", get(login_form).post(login))
-        .route("/accounts/logout/", post(logout))
+pub fn routes() -> Routes {
+    Routes::new()
+        .page(
+            "/accounts/register/",
+            get(register_form).post(register),
+            "create an account (captcha)",
+        )
+        .page(
+            "/accounts/login/",
+            get(login_form).post(login),
+            "log in (captcha)",
+        )
+        // A redirect, not a page; the user is read so that the logout event names who left.
+        .page("/accounts/logout/", post(logout), "log out")
 }
 
 /// How a checkbox value reads (absent or an explicit "off" is unchecked).
 fn checked(value: Option<&str>) -> bool {
     value.is_some_and(|v| !matches!(v, "" | "0" | "off" | "false"))
+}
+
+/// The posted captcha answer; one longer than any answer is read as none, which is simply wrong.
+fn captcha_answer(params: &Params) -> &str {
+    let answer = params.get("captcha").unwrap_or("");
+    if answer.chars().count() > CAPTCHA_MAX {
+        ""
+    } else {
+        answer
+    }
 }
 
 /// The captcha mode a form asks for (`captcha_mode=zh|digits|latin`), Latin by default.
@@ -301,7 +319,6 @@ async fn login_form(
     Resubmitted(kept): Resubmitted,
     Query(q): Query,
     RequestHost(host): RequestHost,
-    _user: MaybeUser,
 ) -> AppResult {
     // Only a `next` that stays on the site is echoed into the form and the captcha's links.
     let next = |raw: Option<&str>| {
@@ -329,8 +346,6 @@ async fn login_form(
 }
 
 /// POST /accounts/login/
-// Each argument is one extractor, one thing the view reads from the request.
-#[allow(clippy::too_many_arguments)]
 async fn login(
     State(state): State<AppState>,
     page: Page,
@@ -338,7 +353,6 @@ async fn login(
     cookies: Cookies,
     events: Events,
     RequestHost(host): RequestHost,
-    _user: MaybeUser,
     params: Params,
 ) -> AppResult {
     let username = params.get("username").unwrap_or("").trim().to_string();
@@ -357,12 +371,7 @@ async fn login(
     let ip = events.client_ip().to_string();
 
     // 1. The captcha, taken from the store right or wrong, before the password is ever hashed.
-    let answer = params.get("captcha").unwrap_or("");
-    let answer = if answer.chars().count() > CAPTCHA_MAX {
-        ""
-    } else {
-        answer
-    };
+    let answer = captcha_answer(&params);
     let (outcome, answered) = Captcha::verify_any(&session, &state.captcha, answer).await?;
     if !log_captcha(&events, outcome, answered, mode).await {
         events
@@ -514,12 +523,7 @@ impl RegisterForm {
 }
 
 /// GET /accounts/register/
-async fn register_form(
-    page: Page,
-    Resubmitted(kept): Resubmitted,
-    Query(q): Query,
-    _user: MaybeUser,
-) -> AppResult {
+async fn register_form(page: Page, Resubmitted(kept): Resubmitted, Query(q): Query) -> AppResult {
     let form = match &kept {
         Some(k) => RegisterForm::new(
             k.get("username").unwrap_or("").to_string(),
@@ -536,7 +540,6 @@ async fn register(
     page: Page,
     session: Session,
     events: Events,
-    _user: MaybeUser,
     params: Params,
 ) -> AppResult {
     let username = users::normalize_username(params.get("username").unwrap_or(""));
@@ -546,12 +549,7 @@ async fn register(
     let mut form = RegisterForm::new(username.clone(), mode);
 
     // The captcha first: consumed right or wrong, and nothing is hashed for a failed one.
-    let answer = params.get("captcha").unwrap_or("");
-    let answer = if answer.chars().count() > CAPTCHA_MAX {
-        ""
-    } else {
-        answer
-    };
+    let answer = captcha_answer(&params);
     let (outcome, answered) = Captcha::verify_any(&session, &state.captcha, answer).await?;
     if !log_captcha(&events, outcome, answered, mode).await {
         form.errors
@@ -633,7 +631,7 @@ async fn register(
 
 /// POST /accounts/logout/ — the session is deleted from the store, so the old cookie is worthless
 /// everywhere at once. (GET answers 405: following a link must never log anyone out.)
-async fn logout(session: Session, events: Events, _user: MaybeUser) -> AppResult<Response> {
+async fn logout(session: Session, events: Events) -> AppResult<Response> {
     // Logged before the flush, while the event can still name the session it ends.
     events.emit(Event::new(EventKind::Logout)).await;
     auth::logout(&session).await?;

@@ -1,6 +1,8 @@
 //! `GET /captcha/`: a fresh captcha PNG whose answer only the session knows; `GET /captcha/audio/`:
 //! the same as a recording of spoken digits.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,14 +12,26 @@ use portico::events::{Event, EventKind, Events};
 use portico::params::Query;
 use portico::session::Session;
 
-use crate::app::AppState;
+use super::{get, Routes};
 
-/// The site's captcha settings.
-pub type CaptchaSettings = CaptchaConfig;
+/// The captcha routes: files, not pages, so no user is read for them.
+pub fn routes() -> Routes {
+    Routes::new()
+        .plain(
+            "/captcha/",
+            get(image),
+            "a fresh captcha PNG (?mode=zh|digits)",
+        )
+        .plain(
+            "/captcha/audio/",
+            get(audio),
+            "a fresh spoken captcha WAV (?lang=en|zh)",
+        )
+}
 
 /// GET /captcha/ (`?mode=latin|digits|zh`).
-pub async fn image(
-    State(state): State<AppState>,
+async fn image(
+    State(config): State<Arc<CaptchaConfig>>,
     session: Session,
     events: Events,
     Query(q): Query,
@@ -35,14 +49,14 @@ pub async fn image(
             }
         },
     };
-    let issued = Captcha::issue(&session, &state.captcha, mode, events.client_ip()).await;
+    let issued = Captcha::issue(&session, &config, mode, events.client_ip()).await;
     respond(&events, issued, mode.into()).await
 }
 
 /// GET /captcha/audio/ (`?lang=en|zh`): five spoken digits as a WAV, the alternative to the
 /// picture for people who cannot see it.
-pub async fn audio(
-    State(state): State<AppState>,
+async fn audio(
+    State(config): State<Arc<CaptchaConfig>>,
     session: Session,
     events: Events,
     Query(q): Query,
@@ -60,7 +74,7 @@ pub async fn audio(
             }
         },
     };
-    let issued = Captcha::issue_audio(&session, &state.captcha, voice, events.client_ip()).await;
+    let issued = Captcha::issue_audio(&session, &config, voice, events.client_ip()).await;
     respond(&events, issued, Challenge::Audio(voice)).await
 }
 

@@ -17,21 +17,35 @@ use portico::params::Params;
 use portico::session::Session;
 use portico::template::Page;
 
-use crate::auth::MaybeUser;
+use super::{get, post, Routes};
 use crate::error::AppResult;
+use crate::models::users::USERNAME_MAX;
 
 /// The hobbies the demo form offers.
 pub const HOBBIES: [&str; 4] = ["reading", "music", "sports", "travel"];
-const USERNAME_MAX: usize = 150;
+
+/// The demo page and the session routes tools drive.
+pub fn routes() -> Routes {
+    Routes::new()
+        .page(
+            "/demo/",
+            get(demo_form).post(demo_submit),
+            "request/response basics: get, getlist, cookies, visit counter",
+        )
+        .plain(
+            "/demo/session/",
+            get(session_json).post(session_set),
+            "the session's demo.* keys as JSON; POST key/value sets demo.<key>",
+        )
+        .plain(
+            "/demo/session/flush/",
+            post(session_flush),
+            "flush the whole session, as logout does",
+        )
+}
 
 /// GET /demo/
-pub async fn demo_form(
-    page: Page,
-    session: Session,
-    cookies: Cookies,
-    kept: Resubmitted,
-    _user: MaybeUser,
-) -> AppResult {
+async fn demo_form(page: Page, session: Session, cookies: Cookies, kept: Resubmitted) -> AppResult {
     let visits: u64 = session.get("visits").await?.unwrap_or(0);
     // A refused post shown again is not a visit.
     let visits = if kept.0.is_some() { visits } else { visits + 1 };
@@ -58,13 +72,7 @@ pub async fn demo_form(
 }
 
 /// POST /demo/
-pub async fn demo_submit(
-    page: Page,
-    session: Session,
-    cookies: Cookies,
-    _user: MaybeUser,
-    params: Params,
-) -> AppResult {
+async fn demo_submit(page: Page, session: Session, cookies: Cookies, params: Params) -> AppResult {
     let username = params.get("username").unwrap_or("").trim().to_string();
     let checked: Vec<String> = params
         .getlist("hobby")
@@ -108,7 +116,7 @@ fn demo_key(key: &str) -> Option<String> {
 }
 
 /// GET /demo/session/ — the session's `demo.*` keys as a JSON object.
-pub async fn session_json(session: Session) -> AppResult {
+async fn session_json(session: Session) -> AppResult {
     let mut out = serde_json::Map::new();
     for key in session.keys().await? {
         if key.starts_with("demo.") {
@@ -121,7 +129,7 @@ pub async fn session_json(session: Session) -> AppResult {
 }
 
 /// POST /demo/session/ — `key`, `value`: stores the value under `demo.<key>`.
-pub async fn session_set(session: Session, params: Params) -> AppResult {
+async fn session_set(session: Session, params: Params) -> AppResult {
     let Some(key) = demo_key(params.get("key").unwrap_or("")) else {
         return Ok(ErrorPage::new(
             StatusCode::BAD_REQUEST,
@@ -142,7 +150,7 @@ pub async fn session_set(session: Session, params: Params) -> AppResult {
 }
 
 /// POST /demo/session/flush/ — deletes the whole session, as logout does.
-pub async fn session_flush(session: Session) -> AppResult {
+async fn session_flush(session: Session) -> AppResult {
     session.flush().await?;
     Ok(Json(serde_json::json!({ "flushed": true })).into_response())
 }

@@ -199,3 +199,162 @@ pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
                 .to_string()
         })
 }
+
+/// The password of the tests' accounts.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The one message for a failed login.
+pub const GENERIC: &str = "The username or password is not right.";
+
+/// A client without a cookie jar that does not follow redirects: it sends exactly the `Cookie`
+/// header a test gives it.
+pub fn bare() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Fetches a captcha image, which gives the session its pending challenge (answered by
+/// [`CAPTCHA`] in the test servers).
+pub async fn new_captcha(client: &reqwest::Client, app: &TestApp) {
+    let r = client
+        .get(app.url("/captcha/"))
+        .send()
+        .await
+        .expect("GET /captcha/");
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "the captcha image");
+    assert_eq!(r.headers()["content-type"], "image/png");
+    r.bytes().await.expect("captcha body");
+}
+
+/// The CSRF token of the form at `path`, with a captcha image fetched after it: what a post of
+/// the login or registration form needs.
+pub async fn ready(client: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    let token = token_from(client, app, path).await;
+    new_captcha(client, app).await;
+    token
+}
+
+/// The fields of a registration post: `password` in both password fields, the test captcha.
+pub fn register_fields<'a>(
+    token: &'a str,
+    username: &'a str,
+    password: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("csrfmiddlewaretoken", token),
+        ("username", username),
+        ("password", password),
+        ("password2", password),
+        ("captcha", CAPTCHA),
+    ]
+}
+
+/// The fields of a login post with the test captcha.
+pub fn login_fields<'a>(
+    token: &'a str,
+    username: &'a str,
+    password: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrfmiddlewaretoken", token),
+        ("username", username),
+        ("password", password),
+        ("captcha", CAPTCHA),
+    ]
+}
+
+/// Registers `username` with `password` through the form, with a fresh token and captcha.
+pub async fn register(
+    client: &reqwest::Client,
+    app: &TestApp,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let token = ready(client, app, "/accounts/register/").await;
+    client
+        .post(app.url("/accounts/register/"))
+        .form(&register_fields(&token, username, password))
+        .send()
+        .await
+        .expect("POST /accounts/register/")
+}
+
+/// Registers `username` (with [`PASSWORD`]) in a browser of its own, so the test's browsers stay
+/// anonymous; answers the registration's response.
+pub async fn create_account(app: &TestApp, username: &str) -> reqwest::Response {
+    let r = register(&browser(), app, username, PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "registering {username}"
+    );
+    r
+}
+
+/// Logs in through the form with a fresh token and captcha, plus `extra` fields.
+pub async fn login(
+    client: &reqwest::Client,
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let token = ready(client, app, "/accounts/login/").await;
+    let mut fields = login_fields(&token, username, password);
+    fields.extend_from_slice(extra);
+    client
+        .post(app.url("/accounts/login/"))
+        .form(&fields)
+        .send()
+        .await
+        .expect("POST /accounts/login/")
+}
+
+/// The `Location` header of a response, or blank.
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// Every `Set-Cookie` header of a response.
+pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// The text between `start` and the next `end` after it.
+pub fn between(html: &str, start: &str, end: &str) -> Option<String> {
+    let from = html.find(start)? + start.len();
+    let to = html[from..].find(end)? + from;
+    Some(html[from..to].trim().to_string())
+}
+
+/// The form-wide message of a page, if it shows one.
+pub fn form_error(html: &str) -> Option<String> {
+    between(html, "id=\"form-error\">", "</div>")
+}
+
+/// The message next to `field`, if any.
+pub fn field_error(html: &str, field: &str) -> Option<String> {
+    between(html, &format!("id=\"{field}-error\">"), "</p>")
+}
+
+/// Every event the stopped server wrote, as JSON objects.
+pub fn events(app: &TestApp) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(app.data_dir.join("events")).expect("events folder") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("event file");
+        out.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event line")),
+        );
+    }
+    out
+}

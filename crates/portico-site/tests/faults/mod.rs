@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 
-use crate::common::{browser, token_from, TestApp, CAPTCHA};
+use crate::common::{browser, register, token_from, TestApp};
 
 /// The password of every visitor.
-pub const PASSWORD: &str = "correct horse battery";
+pub use crate::common::PASSWORD;
 
 /// What the session layer's 503 page says.
 pub const SESSION_UNAVAILABLE: &str = "Your session cannot be reached right now";
@@ -29,27 +29,7 @@ pub struct Visitor {
 /// Signs up `name` (which logs in) and takes a token from the new-note form.
 pub async fn sign_up(app: &TestApp, name: &str) -> Visitor {
     let client = browser();
-    let token = token_from(&client, app, "/accounts/register/").await;
-    // The challenge is made when the image is fetched, as a browser does.
-    let img = client
-        .get(app.url("/captcha/"))
-        .send()
-        .await
-        .expect("GET /captcha/");
-    assert_eq!(img.status(), StatusCode::OK, "the captcha image");
-    img.bytes().await.expect("captcha image");
-    let r = client
-        .post(app.url("/accounts/register/"))
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", name),
-            ("password", PASSWORD),
-            ("password2", PASSWORD),
-            ("captcha", CAPTCHA),
-        ])
-        .send()
-        .await
-        .expect("POST /accounts/register/");
+    let r = register(&client, app, name, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "signing up {name}");
     let token = token_from(&client, app, "/notes/new/").await;
     Visitor {
