@@ -1,3 +1,5 @@
+//! Embeds the templates and watches the migrations folder.
+
 fn main() {
     minijinja_embed::embed_templates!("templates");
     // `sqlx::migrate!` embeds the migration files at compile time but does not watch the folder:

@@ -3,6 +3,10 @@
 //! `portico serve` runs the site (SQLite in `./data` unless told otherwise); `migrate`,
 //! `createuser`, `clearsessions`, `routes` and `captcha-samples` are the management commands.
 
+// A binary exports nothing: `pub` here marks what the site's other modules use, which is what
+// the `unreachable_pub` lint would have every item spell `pub(crate)`.
+#![allow(unreachable_pub)]
+
 /// A request allocates many small, short-lived values (headers, template output, events);
 /// mimalloc's thread-local free lists serve them faster than the system allocator.
 #[global_allocator]
@@ -19,6 +23,7 @@ fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
+        #[allow(unsafe_code)]
         let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
         // Refused only on kernels older than 3.15; the site then just uses more memory.
         let _ = rc;
@@ -66,6 +71,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// themselves, so the mask is the one place that covers them all.
 fn private_files() {
     #[cfg(unix)]
+    #[allow(unsafe_code)]
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
     unsafe {
         libc::umask(0o077);

@@ -81,6 +81,7 @@ pub fn connection_budget(wanted: usize) -> usize {
             rlim_max: 0,
         };
         // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+        #[allow(unsafe_code)]
         let limit = unsafe {
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
                 return wanted;

@@ -36,6 +36,12 @@ pub struct AppState {
     pub events: EventLog,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     /// The state for `config`: the CSRF, captcha and rate-limit settings it names, on `clock`,
     /// with the limits counted in `store`. `allowed_hosts` is what `config.allowed_hosts()`

@@ -16,6 +16,7 @@ const SLOW: usize = 500;
 /// Raises this process's soft limit on open files to its hard limit, so that the test's own
 /// sockets never run out first.
 fn raise_fd_limit() {
+    #[allow(unsafe_code)]
     // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
     unsafe {
         let mut lim = libc::rlimit {
@@ -204,6 +205,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     std::thread::sleep(Duration::from_millis(300));
 
     let signalled = Instant::now();
+    #[allow(unsafe_code)]
     // SAFETY: kill sends a signal to the child this test started.
     unsafe {
         libc::kill(app.pid() as i32, libc::SIGTERM);

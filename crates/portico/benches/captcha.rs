@@ -4,6 +4,9 @@
 //! warm-up images are printed too. Run on one core:
 //! `taskset -c 0 cargo bench -p portico --bench captcha`.
 
+// criterion's macros write the benchmark's entry points, which have nothing to document.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};

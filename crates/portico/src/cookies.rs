@@ -277,6 +277,13 @@ pub struct CookieLayer {
     defaults: Arc<CookieDefaults>,
 }
 
+// The signing keys never appear in a log line.
+impl std::fmt::Debug for CookieLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieLayer").finish_non_exhaustive()
+    }
+}
+
 impl CookieLayer {
     /// A layer signing with a key derived from `secret`, dating signed values by the system clock.
     pub fn new(secret: &SecretKey, defaults: CookieDefaults) -> Self {
@@ -332,6 +339,12 @@ impl<S> tower::Layer<S> for CookieLayer {
 pub struct CookieService<S> {
     inner: S,
     layer: CookieLayer,
+}
+
+impl<S> std::fmt::Debug for CookieService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieService").finish_non_exhaustive()
+    }
 }
 
 impl<S, B> tower::Service<Request<B>> for CookieService<S>

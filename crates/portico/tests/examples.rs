@@ -9,11 +9,14 @@ use portico::clock::Clock;
 
 // Each example's `main` is not called here: the tests serve its `app` themselves.
 #[allow(dead_code)]
+// An example is a program of its own; here it is a module whose `pub` items this file uses.
+#[allow(unreachable_pub)]
 #[path = "../examples/hello_views.rs"]
 mod hello_views;
 
 #[cfg(feature = "redis")]
 #[allow(dead_code)]
+#[allow(unreachable_pub)]
 #[path = "../examples/shared_sessions.rs"]
 mod shared_sessions;
 

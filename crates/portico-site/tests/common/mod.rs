@@ -3,6 +3,8 @@
 //! Each [`TestApp`] has its own data folder (SQLite databases, secret key, event log) unless the
 //! test points it elsewhere; the process is killed when the value is dropped.
 
+// Each test file is a crate of its own that uses part of this module.
+#![allow(unreachable_pub)]
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,7 @@
 //! something underneath fails, and a record of every answer, so that afterwards each write the
 //! site acknowledged can be read back and each one it refused can be checked for a clear 503.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::time::{Duration, Instant};
 

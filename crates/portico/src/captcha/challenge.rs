@@ -239,6 +239,7 @@ fn spoken_answer(given: &str) -> String {
 }
 
 /// The session-bound captcha.
+#[derive(Debug)]
 pub struct Captcha;
 
 impl Captcha {

@@ -42,6 +42,13 @@ pub struct CsrfLayer {
     cookie: Arc<CookieSettings>,
 }
 
+// The signing key of the CSRF cookie never appears in a log line.
+impl std::fmt::Debug for CsrfLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsrfLayer").finish_non_exhaustive()
+    }
+}
+
 impl CsrfLayer {
     /// A layer with these settings and no exemptions.
     ///
@@ -152,6 +159,12 @@ impl<S> tower::Layer<S> for CsrfLayer {
 pub struct CsrfService<S> {
     inner: S,
     layer: CsrfLayer,
+}
+
+impl<S> std::fmt::Debug for CsrfService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsrfService").finish_non_exhaustive()
+    }
 }
 
 /// Why an unsafe request does not reach its view.

@@ -43,6 +43,12 @@ pub struct SessionLayer {
     pub(super) shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer").finish_non_exhaustive()
+    }
+}
+
 impl SessionLayer {
     /// Sessions kept in `store`, configured (and dated by the clock) in `config`.
     pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
@@ -96,6 +102,12 @@ impl<S> tower::Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     layer: SessionLayer,
+}
+
+impl<S> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
 }
 
 impl<S, B> tower::Service<Request<B>> for SessionService<S>

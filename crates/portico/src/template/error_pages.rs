@@ -36,6 +36,12 @@ pub struct ErrorPagesLayer {
     templates: Templates,
 }
 
+impl std::fmt::Debug for ErrorPagesLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorPagesLayer").finish_non_exhaustive()
+    }
+}
+
 impl ErrorPagesLayer {
     /// Error pages rendered with `templates` (`error.html`).
     pub fn new(templates: Templates) -> Self {
@@ -58,6 +64,12 @@ impl<S> tower::Layer<S> for ErrorPagesLayer {
 pub struct ErrorPagesService<S> {
     inner: S,
     templates: Templates,
+}
+
+impl<S> std::fmt::Debug for ErrorPagesService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorPagesService").finish_non_exhaustive()
+    }
 }
 
 impl<S> tower::Service<Request<axum::body::Body>> for ErrorPagesService<S>

@@ -56,6 +56,14 @@ pub struct Page {
     extra: PageContext,
 }
 
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Page {
     /// Renders `name` with `ctx` plus the page globals, minting CSRF tokens if the template asks.
     pub async fn render(&self, name: &str, ctx: Value) -> Result<Html<String>, TemplateError> {
