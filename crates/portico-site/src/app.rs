@@ -49,6 +49,7 @@ pub fn router(
         CookieDefaults {
             domain: config.cookie_domain.clone(),
             secure: config.https,
+            clock: csrf_config.clock.clone(),
         },
     )
     .fallbacks(secret, secret_fallbacks);

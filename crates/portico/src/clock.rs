@@ -3,6 +3,13 @@
 //! Expiry rules (session idle and absolute timeouts, CSRF token age, captcha answer age, rate-limit
 //! windows) all read the time from one [`Clock`]. Production uses [`Clock::system`]; a test makes a
 //! [`Clock::manual`] and calls [`Clock::advance`].
+//!
+//! A clock is always handed over in the settings of the part that reads it: the `clock` field of
+//! [`SessionConfig`](crate::session::SessionConfig), [`CsrfConfig`](crate::csrf::CsrfConfig),
+//! [`CaptchaConfig`](crate::captcha::CaptchaConfig) and
+//! [`CookieDefaults`](crate::cookies::CookieDefaults). A site passes one clock to all of them, so
+//! that a test moving it moves every expiry at once. The rate limiters have no settings of their
+//! own, so theirs is an argument of `new`.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -48,6 +48,9 @@ pub struct CookieDefaults {
     pub domain: Option<String>,
     /// Whether cookies get the `Secure` attribute.
     pub secure: bool,
+    /// The clock signed values are dated and checked by (the system's by default; a test sets a
+    /// manual one and moves it).
+    pub clock: Clock,
 }
 
 /// The keys of signed cookies: the current one signs, every one verifies.
@@ -285,10 +288,15 @@ impl std::fmt::Debug for CookieLayer {
 }
 
 impl CookieLayer {
-    /// A layer signing with a key derived from `secret`, dating signed values by the system clock.
+    /// A layer signing with a key derived from `secret`, dating signed values by
+    /// `defaults.clock`.
     pub fn new(secret: &SecretKey, defaults: CookieDefaults) -> Self {
         Self {
-            keys: Arc::new(SigningKeys::from_secrets(secret, &[], Clock::system())),
+            keys: Arc::new(SigningKeys::from_secrets(
+                secret,
+                &[],
+                defaults.clock.clone(),
+            )),
             defaults: Arc::new(defaults),
         }
     }
@@ -308,17 +316,6 @@ impl CookieLayer {
         let clock = self.keys.clock.clone();
         Self {
             keys: Arc::new(SigningKeys::from_secrets(current, old, clock)),
-            defaults: self.defaults,
-        }
-    }
-
-    /// The same layer dating and checking signed values by `clock` (tests move it).
-    pub fn with_clock(self, clock: Clock) -> Self {
-        Self {
-            keys: Arc::new(SigningKeys {
-                keys: self.keys.keys.clone(),
-                clock,
-            }),
             defaults: self.defaults,
         }
     }
@@ -450,6 +447,7 @@ mod tests {
             CookieDefaults {
                 domain: Some(".example.test".into()),
                 secure: true,
+                ..CookieDefaults::default()
             },
         );
         let c = Cookies::new(&h, layer.keys, layer.defaults);
@@ -498,11 +496,18 @@ mod tests {
         assert_eq!(c.get_signed("b"), None);
     }
 
+    fn layer_dated_by(clock: &Clock) -> CookieLayer {
+        let defaults = CookieDefaults {
+            clock: clock.clone(),
+            ..CookieDefaults::default()
+        };
+        CookieLayer::new(&SecretKey::from_bytes([3; 64]), defaults)
+    }
+
     #[test]
     fn value_past_its_max_age_reads_as_absent() {
         let clock = Clock::manual(1_700_000_000);
-        let layer = CookieLayer::new(&SecretKey::from_bytes([3; 64]), CookieDefaults::default())
-            .with_clock(clock.clone());
+        let layer = layer_dated_by(&clock);
         let value = signed_with(&layer, "plan", "pro");
         let c = cookies_with(&format!("plan={value}"), &layer);
         assert_eq!(c.get_signed("plan").as_deref(), Some("pro"));
@@ -525,10 +530,9 @@ mod tests {
     #[test]
     fn value_dated_in_the_future_reads_as_absent() {
         let clock = Clock::manual(1_700_000_000);
-        let layer = CookieLayer::new(&SecretKey::from_bytes([3; 64]), CookieDefaults::default())
-            .with_clock(clock.clone());
+        let layer = layer_dated_by(&clock);
         let value = signed_with(
-            &layer.clone().with_clock(Clock::manual(1_700_100_000)),
+            &layer_dated_by(&Clock::manual(1_700_100_000)),
             "plan",
             "pro",
         );

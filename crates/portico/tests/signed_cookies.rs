@@ -84,7 +84,11 @@ async fn act_with(site: &Site, role_value: &str) -> reqwest::StatusCode {
 }
 
 fn layer(key: &SecretKey, clock: &Clock) -> CookieLayer {
-    CookieLayer::new(key, CookieDefaults::default()).with_clock(clock.clone())
+    let defaults = CookieDefaults {
+        clock: clock.clone(),
+        ..CookieDefaults::default()
+    };
+    CookieLayer::new(key, defaults)
 }
 
 #[tokio::test]
