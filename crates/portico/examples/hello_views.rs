@@ -55,7 +55,6 @@ pub fn app(captcha: CaptchaConfig) -> Router {
     // the whole router so that a refused form can be shown again by its page's GET handler.
     let service = ServiceBuilder::new()
         .layer(Extension(Templates::new(env)))
-        .layer(Extension(Arc::new(csrf.clone())))
         .layer(Extension(Arc::new(captcha)))
         .layer(CookieLayer::new(&secret, CookieDefaults::default()))
         .layer(SessionLayer::new(store, SessionConfig::default()))

@@ -36,7 +36,6 @@ pub fn app(name: &str, store: Arc<dyn SessionStore>, secret: &SecretKey) -> Rout
     let routes = Router::new().route("/", get(show).post(save));
     let service = ServiceBuilder::new()
         .layer(Extension(Templates::new(env)))
-        .layer(Extension(Arc::new(csrf.clone())))
         .layer(SessionLayer::new(store, SessionConfig::default()))
         .layer(CsrfLayer::new(csrf).with_secret_key(secret))
         .service(routes);

@@ -58,9 +58,8 @@
 //! let csrf = CsrfConfig::default();
 //! let routes = Router::new().route("/", get(home));
 //! let service = ServiceBuilder::new()
-//!     // What `Page` renders with: the templates and the CSRF settings.
+//!     // What `Page` renders with (the CSRF layer adds its own settings).
 //!     .layer(Extension(Templates::new(minijinja::Environment::new())))
-//!     .layer(Extension(Arc::new(csrf.clone())))
 //!     .layer(CookieLayer::new(&secret, CookieDefaults::default()))
 //!     .layer(SessionLayer::new(Arc::new(MemoryStore::default()), SessionConfig::default()))
 //!     .layer(CsrfLayer::new(csrf).with_secret_key(&secret))
