@@ -74,6 +74,19 @@ impl Challenge {
     }
 
     /// Reads [`Challenge::as_str`] back.
+    ///
+    /// # Errors
+    ///
+    /// Returns `None` for a name [`Challenge::as_str`] never returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::captcha::{Challenge, Voice};
+    /// assert_eq!(Challenge::parse("audio_zh"), Some(Challenge::Audio(Voice::Mandarin)));
+    /// assert_eq!(Challenge::parse(Challenge::Digits.as_str()), Some(Challenge::Digits));
+    /// assert_eq!(Challenge::parse("audio_fr"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<Challenge> {
         match s {
             "audio_en" => Some(Challenge::Audio(Voice::English)),
