@@ -178,7 +178,8 @@ impl SharedLimit {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = Arc::new(MemoryStore::default());
-    /// let limit = SharedLimit::new(store, "signup", 1, time::Duration::hours(1), Clock::manual(0));
+    /// let hour = time::Duration::hours(1);
+    /// let limit = SharedLimit::new(store, "signup", 1, hour, Clock::manual(0));
     /// assert_eq!(limit.hit("10.0.0.1").await?.over(), 0);
     /// assert_eq!(limit.hit("10.0.0.1").await?.over(), 1); // one past: delay it, say
     /// # Ok(())
@@ -250,9 +251,9 @@ impl SharedLimit {
     /// use portico::{clock::Clock, ratelimit::SharedLimit, session::MemoryStore};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let limit = SharedLimit::new(
-    ///     Arc::new(MemoryStore::default()), "login", 3, time::Duration::minutes(15), Clock::system(),
-    /// );
+    /// let store = Arc::new(MemoryStore::default());
+    /// let window = time::Duration::minutes(15);
+    /// let limit = SharedLimit::new(store, "login", 3, window, Clock::system());
     /// let attempt = limit.reserve("ada").await?.ok_or("too many attempts")?;
     /// // The password was right: earlier failures no longer count against the account.
     /// limit.forget(&attempt).await?;

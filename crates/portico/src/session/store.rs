@@ -206,7 +206,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = MemoryStore::default();
-    /// store.create(&StorageKey::of("old"), &Record { expires_at: 10, ..Record::default() }).await?;
+    /// let record = Record { expires_at: 10, ..Record::default() };
+    /// store.create(&StorageKey::of("old"), &record).await?;
     /// assert_eq!(store.delete_expired(20).await?, 1);
     /// # Ok(())
     /// # }
