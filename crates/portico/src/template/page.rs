@@ -89,9 +89,9 @@ impl Page {
     /// # Examples
     ///
     /// ```
-    /// use axum::http::header::CONTENT_TYPE;
+    /// use axum::http::header::{HeaderName, CONTENT_TYPE};
     /// use portico::template::{Page, TemplateError};
-    /// type Xml = ([(CONTENT_TYPE, &'static str); 1], String);
+    /// type Xml = ([(HeaderName, &'static str); 1], String);
     /// async fn sitemap(page: Page) -> Result<Xml, TemplateError> {
     ///     let body = page.render_string("sitemap.xml", minijinja::context! {}).await?;
     ///     Ok(([(CONTENT_TYPE, "application/xml")], body))
