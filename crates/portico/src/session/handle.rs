@@ -207,9 +207,9 @@ impl Session {
         Ok(())
     }
 
-    /// Removes `key` and answers its value, deciding in the store which request gets it: when
+    /// Removes `key` and returns its value, deciding in the store which request gets it: when
     /// several requests of one session take the same key at once (on one server or many), exactly
-    /// one of them answers the value and the others `None`. Use it for anything that may be used
+    /// one of them gets the value and the others `None`. Use it for anything that may be used
     /// once, such as a captcha's answer or a one-time code; [`Session::remove`] only changes this
     /// request's copy until the response goes out.
     ///

@@ -191,7 +191,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// ```
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
 
-    /// Deletes the sessions expired at `now` and answers how many went, and deletes the counters
+    /// Deletes the sessions expired at `now` and returns how many went, and deletes the counters
     /// expired then too. Stores that expire keys by themselves (Redis TTLs) return 0.
     ///
     /// # Errors
@@ -214,9 +214,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// ```
     async fn delete_expired(&self, now: i64) -> Result<u64, StoreError>;
 
-    /// Removes `name` from the live session `key` and answers the value it held, in one atomic
+    /// Removes `name` from the live session `key` and returns the value it held, in one atomic
     /// step: of any number of concurrent takes of one key, on any number of servers, exactly one
-    /// answers the value and the others `None`. Answers `None`, changing nothing, when the key is
+    /// gets the value and the others `None`. Returns `None`, changing nothing, when the key is
     /// not set or the session is unknown, deleted or expired at `now` (a take never brings a
     /// session back).
     ///
@@ -247,8 +247,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         now: i64,
     ) -> Result<Option<String>, StoreError>;
 
-    /// Adds one to the counter `name` and answers its new value, atomically: `n` concurrent calls
-    /// answer `1..=n` in some order. A counter that does not exist or has expired at `now`
+    /// Adds one to the counter `name` and returns its new value, atomically: `n` concurrent calls
+    /// return `1..=n` in some order. A counter that does not exist or has expired at `now`
     /// starts again from zero and expires at `expires_at`; a running one keeps its expiry.
     ///
     /// # Errors
