@@ -219,8 +219,9 @@ impl Session {
     /// # Errors
     ///
     /// Returns [`SessionError::Store`] when loading the session or the take itself fails or times
-    /// out (the value stays in the store, so a retry can still get it), and
-    /// [`SessionError::Value`] when the value does not decode as `T` (it is gone all the same).
+    /// out; whether the store removed the value is then unknown, so treat it as not received.
+    /// Returns [`SessionError::Value`] when the value does not decode as `T` (it is gone all the
+    /// same).
     ///
     /// # Examples
     ///

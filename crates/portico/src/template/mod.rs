@@ -141,7 +141,7 @@ impl Templates {
     /// # Errors
     ///
     /// Returns minijinja's error when there is no template `name`, it does not parse, or it fails
-    /// while rendering (a filter given the wrong type, a `csrf_token` call outside a request);
+    /// while rendering (a filter given the wrong type, or `csrf_token()`, which needs a [`Page`]);
     /// `{e:#}` shows the template, line and cause.
     ///
     /// # Examples
