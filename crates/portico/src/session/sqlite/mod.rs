@@ -111,10 +111,12 @@ impl SqliteStore {
     /// use portico::session::SqliteStore;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let path = std::env::temp_dir().join("portico-doc-sessions.sqlite3");
-    /// let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await?;
+    /// let dir = std::env::temp_dir().join(format!("portico-doc-store-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let store = SqliteStore::open(&format!("sqlite://{}/s.sqlite3", dir.display())).await?;
     /// assert!(SqliteStore::open("sqlite::memory:").await.is_err());
-    /// # let _ = store;
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
     /// # Ok(())
     /// # }
     /// ```
