@@ -237,11 +237,37 @@ impl Cookies {
 
     /// The verified value of a signed cookie issued at most [`DEFAULT_SIGNED_MAX_AGE`] ago;
     /// absent when missing, tampered, signed elsewhere or for another name, or too old.
+    ///
+    /// # Errors
+    ///
+    /// Returns `None` for every one of those cases alike, so a forged cookie cannot learn which
+    /// check it failed: treat it as a cookie never sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::cookies::{Cookie, Cookies};
+    /// async fn remember(cookies: Cookies) {
+    ///     cookies.set_signed_cookie(Cookie::new("visitor", "ada"));
+    /// }
+    /// async fn greet(cookies: Cookies) -> String {
+    ///     cookies.get_signed("visitor").unwrap_or_else(|| "stranger".into())
+    /// }
+    /// # let _ = axum::Router::<()>::new()
+    /// #     .route("/", axum::routing::get(greet).post(remember));
+    /// ```
     pub fn get_signed(&self, name: &str) -> Option<String> {
         self.get_signed_max_age(name, DEFAULT_SIGNED_MAX_AGE)
     }
 
     /// The verified value of a signed cookie issued at most `max_age` ago.
+    ///
+    /// # Errors
+    ///
+    /// Returns `None` when the cookie is missing, tampered, signed with another key or for another
+    /// name, or older than `max_age`; the cases are not told apart.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use portico::cookies::Cookies;

@@ -129,7 +129,23 @@ impl MissingLayer {
     ///
     /// # Errors
     ///
-    /// [`MissingLayer`] naming `T` and `layer` when the request does not carry a `T`.
+    /// Returns a [`MissingLayer`] naming `T` and `layer` when the request does not carry a `T`:
+    /// the router lacks `layer`. That is a programming error; returned from an extractor it
+    /// becomes a 500 page.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axum::http::Extensions;
+    /// use portico::error::MissingLayer;
+    /// #[derive(Clone)]
+    /// struct Tenant(&'static str);
+    /// let mut extensions = Extensions::new();
+    /// assert!(MissingLayer::take::<Tenant>(&extensions, "TenantLayer").is_err());
+    /// extensions.insert(Tenant("acme"));
+    /// assert_eq!(MissingLayer::take::<Tenant>(&extensions, "TenantLayer")?.0, "acme");
+    /// # Ok::<(), MissingLayer>(())
+    /// ```
     pub fn take<T: Clone + Send + Sync + 'static>(
         extensions: &axum::http::Extensions,
         layer: &'static str,

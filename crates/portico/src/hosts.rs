@@ -88,6 +88,22 @@ impl AllowedHosts {
 
     /// Parses a list of entries (blank entries are skipped; a port in an entry is refused, as the
     /// port of a request is ignored anyway).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HostsError::Invalid`] with the first entry that is neither `*`, a host name, a
+    /// `.domain` nor a bracketed IPv6 address (one with a port, a path or spaces, say), so that a
+    /// mistyped configuration stops the server instead of refusing every request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::hosts::AllowedHosts;
+    /// let hosts = AllowedHosts::parse(["example.com", ".example.org"])?;
+    /// assert!(hosts.allows("www.example.org:8443"));
+    /// assert!(AllowedHosts::parse(["example.com:443"]).is_err());
+    /// # Ok::<(), portico::hosts::HostsError>(())
+    /// ```
     pub fn parse<I, S>(entries: I) -> Result<Self, HostsError>
     where
         I: IntoIterator<Item = S>,
@@ -158,7 +174,14 @@ fn matches(p: &Pattern, host: &str, any_counts: bool) -> bool {
 
 /// Splits a lower-case `host[:port]` into its host (without a trailing dot) and port, when it is
 /// one: a name of letters, digits, `.` and `-`, or an IPv6 address in brackets (Django's
-/// `host_validation_re`). Anything else (spaces, `@`, `/`, a bad port) answers `None`.
+/// `host_validation_re`).
+///
+/// # Errors
+///
+/// Returns `None` for anything else (spaces, `@`, `/`, upper case, a port that is not a number
+/// up to 65535): a request naming such a host is refused.
+///
+/// # Examples
 ///
 /// ```
 /// use portico::hosts::split_host;
@@ -204,6 +227,22 @@ pub fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// The host a request names: its `Host` header, or the authority of an absolute request URI.
+///
+/// # Errors
+///
+/// Returns `None` when the request has neither, or its `Host` header is not visible ASCII and
+/// the URI has no authority. The value is not checked: pass it to [`AllowedHosts::allows`].
+///
+/// # Examples
+///
+/// ```
+/// use axum::http::Request;
+/// use portico::hosts::request_host;
+/// let req = Request::get("/").header("host", "example.com:8080").body(())?;
+/// assert_eq!(request_host(&req), Some("example.com:8080"));
+/// assert_eq!(request_host(&Request::get("/").body(())?), None);
+/// # Ok::<(), axum::http::Error>(())
+/// ```
 pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
         .get(header::HOST)

@@ -161,8 +161,30 @@ impl SharedLimit {
         self.scope
     }
 
-    /// Counts one attempt for `key` and answers it, past the limit or not (see
+    /// Counts one attempt for `key` and returns it, past the limit or not (see
     /// [`Attempt::over`]); for limits that slow down rather than refuse.
+    ///
+    /// # Errors
+    ///
+    /// Returns the store's [`StoreError`] when the counter cannot be incremented; the attempt may
+    /// or may not have been counted, and the caller should refuse the work it guards rather than
+    /// run it unlimited.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use portico::{clock::Clock, ratelimit::SharedLimit, session::MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Arc::new(MemoryStore::default());
+    /// let hour = time::Duration::hours(1);
+    /// let limit = SharedLimit::new(store, "signup", 1, hour, Clock::manual(0));
+    /// assert_eq!(limit.hit("10.0.0.1").await?.over(), 0);
+    /// assert_eq!(limit.hit("10.0.0.1").await?.over(), 1); // one past: delay it, say
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn hit(&self, key: &str) -> Result<Attempt, StoreError> {
         let now = self.clock.now();
         let window = now.div_euclid(self.window);
@@ -176,9 +198,19 @@ impl SharedLimit {
         })
     }
 
-    /// Counts one attempt for `key` when it is within the limit and answers it; `None` (and
+    /// Counts one attempt for `key` when it is within the limit and returns it; `None` (and
     /// nothing counted) when the key is already at its limit. Of `n` parallel reservations for one
     /// key, at most the limit's worth succeed.
+    ///
+    /// # Errors
+    ///
+    /// Returns the store's [`StoreError`] when counting fails, or when taking back a refused
+    /// attempt fails (that attempt then stays counted until the window ends). Either way the
+    /// caller should refuse the work, as it would for `None`.
+    ///
+    /// # Examples
+    ///
+    /// See [`SharedLimit`].
     pub async fn reserve(&self, key: &str) -> Result<Option<Attempt>, StoreError> {
         let attempt = self.hit(key).await?;
         if attempt.over() > 0 {
@@ -190,6 +222,15 @@ impl SharedLimit {
     }
 
     /// Takes a counted attempt back: it turned out not to count (a login that succeeded).
+    ///
+    /// # Errors
+    ///
+    /// Returns the store's [`StoreError`] when the counter cannot be decremented; the attempt
+    /// then stays counted until its window ends, which errs on the side of the limit.
+    ///
+    /// # Examples
+    ///
+    /// See [`SharedLimit`].
     pub async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
         self.store
             .decr_counter(&attempt.counter, self.clock.now())
@@ -197,6 +238,28 @@ impl SharedLimit {
     }
 
     /// Forgets every attempt of the attempt's key in its window.
+    ///
+    /// # Errors
+    ///
+    /// Returns the store's [`StoreError`] when the counter cannot be deleted; the earlier
+    /// attempts then keep counting until the window ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use portico::{clock::Clock, ratelimit::SharedLimit, session::MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Arc::new(MemoryStore::default());
+    /// let window = time::Duration::minutes(15);
+    /// let limit = SharedLimit::new(store, "login", 3, window, Clock::system());
+    /// let attempt = limit.reserve("ada").await?.ok_or("too many attempts")?;
+    /// // The password was right: earlier failures no longer count against the account.
+    /// limit.forget(&attempt).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn forget(&self, attempt: &Attempt) -> Result<(), StoreError> {
         self.store.delete_counter(&attempt.counter).await
     }

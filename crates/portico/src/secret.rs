@@ -58,6 +58,22 @@ impl SecretKey {
     }
 
     /// Parses a hex key of at least 32 bytes; longer or shorter keys are stretched to 64 bytes.
+    /// Surrounding whitespace (a file's final newline) is ignored.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SecretError::Format`] when `text` is not hex or holds fewer than 32 bytes: the
+    /// site must not start with a key that short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::secret::{SecretError, SecretKey};
+    /// let key = SecretKey::from_hex(&"ab".repeat(32))?;
+    /// # let _ = key;
+    /// assert!(matches!(SecretKey::from_hex("abcd"), Err(SecretError::Format)));
+    /// # Ok::<(), SecretError>(())
+    /// ```
     pub fn from_hex(text: &str) -> Result<Self, SecretError> {
         let raw = hex::decode(text.trim()).map_err(|_| SecretError::Format)?;
         if raw.len() < 32 {
@@ -70,6 +86,25 @@ impl SecretKey {
     }
 
     /// Reads the key from `path`, or creates it there (mode 0600) when the file does not exist.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SecretError::Io`] when the file cannot be read, or cannot be created or written
+    /// (its directory is missing or read-only, say), and [`SecretError::Format`] when the file
+    /// exists but does not hold a key (see [`SecretKey::from_hex`]); an existing file is never
+    /// overwritten.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::secret::SecretKey;
+    /// let path = std::env::temp_dir().join(format!("portico-doc-{}.key", std::process::id()));
+    /// let created = SecretKey::load_or_create(&path)?;
+    /// let loaded = SecretKey::load_or_create(&path)?;
+    /// assert_eq!(created.derive("cookies"), loaded.derive("cookies"));
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), portico::secret::SecretError>(())
+    /// ```
     pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
         let io = |source| SecretError::Io {
             path: path.display().to_string(),

@@ -21,6 +21,21 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The file an `sqlite:` URL names (`sqlite://path`, `sqlite:path`; `?options` ignored), or
 /// `None` for an in-memory database or a URL of another kind.
+///
+/// # Errors
+///
+/// Returns `None` for `sqlite::memory:`, an `sqlite:` URL without a path, and any URL that is
+/// not `sqlite:`: a caller that needs a file (a store shared by processes) reports the URL.
+///
+/// # Examples
+///
+/// ```
+/// use portico::sqlite::file_of;
+/// use std::path::Path;
+/// let path = file_of("sqlite://data/app.sqlite3?mode=rwc");
+/// assert_eq!(path.as_deref(), Some(Path::new("data/app.sqlite3")));
+/// assert_eq!(file_of("sqlite::memory:"), None);
+/// ```
 pub fn file_of(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -30,6 +45,24 @@ pub fn file_of(url: &str) -> Option<PathBuf> {
 }
 
 /// Opens a connection with the busy timeout set.
+///
+/// # Errors
+///
+/// Returns rusqlite's error when the file cannot be opened with `flags` (missing without
+/// `SQLITE_OPEN_CREATE`, no permission, a missing directory) or the busy timeout cannot be set.
+///
+/// # Examples
+///
+/// ```
+/// use portico::sqlite::{connect, rusqlite::OpenFlags};
+/// let path = std::env::temp_dir().join(format!("portico-doc-connect-{}.db", std::process::id()));
+/// let conn = connect(&path, OpenFlags::default())?;
+/// conn.execute_batch("CREATE TABLE IF NOT EXISTS note (body TEXT)")?;
+/// assert!(connect(&path.join("no-such-dir/x.db"), OpenFlags::default()).is_err());
+/// # drop(conn);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), portico::sqlite::rusqlite::Error>(())
+/// ```
 pub fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -44,6 +77,25 @@ pub struct ReadPool {
 
 impl ReadPool {
     /// Opens the connections. The file must exist (open it for writing first).
+    ///
+    /// # Errors
+    ///
+    /// Returns rusqlite's error when a connection cannot be opened (the file does not exist or
+    /// cannot be read) or configured; no connection is kept then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::sqlite::{connect, rusqlite::OpenFlags, ReadPool};
+    /// let path = std::env::temp_dir().join(format!("portico-doc-pool-{}.db", std::process::id()));
+    /// connect(&path, OpenFlags::default())?.execute_batch("CREATE TABLE IF NOT EXISTS t (x)")?;
+    /// let pool = ReadPool::open(&path)?;
+    /// let one: i64 = pool.get().query_row("SELECT 1", [], |row| row.get(0))?;
+    /// assert_eq!(one, 1);
+    /// # drop(pool);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), portico::sqlite::rusqlite::Error>(())
+    /// ```
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
         let count = std::thread::available_parallelism()
             .map(|n| n.get())

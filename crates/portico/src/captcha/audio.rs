@@ -62,6 +62,13 @@ impl Voice {
     /// Parses the spelling of the site's `?lang=` parameter: `en` or `zh` (ASCII
     /// case-insensitive).
     ///
+    /// # Errors
+    ///
+    /// Returns `None` for any other spelling: a request asking for a voice that does not exist
+    /// is a bad request, not one to answer in a language the visitor may not understand.
+    ///
+    /// # Examples
+    ///
     /// ```
     /// use portico::captcha::Voice;
     ///

@@ -74,6 +74,19 @@ impl Challenge {
     }
 
     /// Reads [`Challenge::as_str`] back.
+    ///
+    /// # Errors
+    ///
+    /// Returns `None` for a name [`Challenge::as_str`] never returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::captcha::{Challenge, Voice};
+    /// assert_eq!(Challenge::parse("audio_zh"), Some(Challenge::Audio(Voice::Mandarin)));
+    /// assert_eq!(Challenge::parse(Challenge::Digits.as_str()), Some(Challenge::Digits));
+    /// assert_eq!(Challenge::parse("audio_fr"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<Challenge> {
         match s {
             "audio_en" => Some(Challenge::Audio(Voice::English)),
@@ -260,7 +273,25 @@ impl Captcha {
         Ok(())
     }
 
-    /// Draws a new challenge for `session` and answers its PNG.
+    /// Draws a new challenge for `session` and returns its PNG.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`IssueError::Limited`] when the client address or the session has asked for
+    /// too many challenges ([`Limited`] says which; answer 429 and draw nothing), and
+    /// [`IssueError::Session`] when the answer cannot be kept in the session (store down,
+    /// session full): no image must be shown then, as it could never be solved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::captcha::{Captcha, CaptchaConfig, IssueError, Mode};
+    /// use portico::session::Session;
+    ///
+    /// async fn picture(session: Session, cfg: &CaptchaConfig) -> Result<Vec<u8>, IssueError> {
+    ///     Captcha::issue(&session, cfg, Mode::Latin, [127, 0, 0, 1].into()).await
+    /// }
+    /// ```
     pub async fn issue(
         session: &Session,
         config: &CaptchaConfig,
@@ -292,8 +323,17 @@ impl Captcha {
     }
 
     /// Records a new audio challenge of [`AUDIO_LENGTH`] digits in `voice` for `session` and
-    /// answers its WAV, under the same limits as [`Captcha::issue`] (one count for both). The
-    /// image's challenge, if any, stays pending beside it.
+    /// returns its WAV, under the same limits as [`Captcha::issue`] (one count for both).
+    /// A pending image challenge is voided, so that one answer is only ever compared with one
+    /// challenge.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`IssueError::Limited`] when the client address or the session has asked for
+    /// too many challenges, and [`IssueError::Session`] when the answer cannot be kept in the
+    /// session; no recording must be played then.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use portico::captcha::{Captcha, CaptchaConfig, IssueError, Voice};
@@ -336,12 +376,34 @@ impl Captcha {
         Ok(wav)
     }
 
-    /// Checks `answer` against the pending challenges and consumes them, right or wrong. Answers
+    /// Checks `answer` against the pending challenges and consumes them, right or wrong. Returns
     /// the outcome and the mode of the challenge it was checked against.
     ///
     /// Kept for callers written before the audio challenge: it behaves as
     /// [`Captcha::verify_any`] (a recording's answer is accepted too, and reported as
     /// [`Mode::Digits`]).
+    ///
+    /// # Errors
+    ///
+    /// Returns the [`SessionError`] of taking the pending answers from the session (store down
+    /// or too slow). The form must then be refused like a wrong answer: the captcha was not
+    /// checked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::captcha::{Captcha, CaptchaConfig, Outcome};
+    /// use portico::session::{Session, SessionError};
+    ///
+    /// async fn solved(
+    ///     session: &Session,
+    ///     config: &CaptchaConfig,
+    ///     typed: &str,
+    /// ) -> Result<bool, SessionError> {
+    ///     let (outcome, _mode) = Captcha::verify(session, config, typed).await?;
+    ///     Ok(outcome == Outcome::Solved)
+    /// }
+    /// ```
     pub async fn verify(
         session: &Session,
         config: &CaptchaConfig,
@@ -352,13 +414,21 @@ impl Captcha {
     }
 
     /// Checks `answer` against the pending image and the pending recording and consumes both,
-    /// right or wrong: one try spends every challenge the page showed. Answers the outcome and
+    /// right or wrong: one try spends every challenge the page showed. Returns the outcome and
     /// the challenge the answer was for.
     ///
     /// The answer solves it when it matches a challenge that has not expired. When it matches
     /// none, the challenge reported is the recording if the answer looks like one (its number
     /// of digits), else the image: the best guess at what the person tried, for the event log
     /// and the message.
+    ///
+    /// # Errors
+    ///
+    /// Returns the [`SessionError`] of taking the pending answers from the session (store down
+    /// or too slow). The answer was not checked, so the form must be refused; a challenge that
+    /// was already taken is spent all the same.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use portico::captcha::{Captcha, CaptchaConfig, Challenge, Outcome};

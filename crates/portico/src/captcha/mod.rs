@@ -93,6 +93,13 @@ impl Mode {
     /// Parses the configuration / command-line spelling: `latin`, `digits`
     /// or `zh` (ASCII case-insensitive).
     ///
+    /// # Errors
+    ///
+    /// Returns `None` for any other spelling, so that a configuration can report the value it
+    /// could not use.
+    ///
+    /// # Examples
+    ///
     /// ```
     /// use portico::captcha::Mode;
     ///

@@ -48,6 +48,16 @@ pub fn mint(secret: &[u8], now: i64) -> String {
 /// Checks `token` against a session's secret (`None` when the session has none yet); `now` and
 /// `ttl` are in seconds.
 ///
+/// # Errors
+///
+/// Returns the [`Reason`] the request is refused for: [`Reason::Missing`] for an empty token,
+/// [`Reason::Malformed`] for one that is not a token at all, [`Reason::Foreign`] for one this
+/// secret did not mint (or any token when there is no secret, or one dated in the future), and
+/// [`Reason::Expired`] for one older than `ttl`. Only `Expired` is worth telling the visitor
+/// apart: reloading the form fixes it.
+///
+/// # Examples
+///
 /// ```
 /// use portico::csrf::{mint, verify, Reason};
 /// let secret = [7u8; 32];

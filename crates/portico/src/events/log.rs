@@ -96,6 +96,28 @@ impl EventLog {
 
     /// Starts the writer thread. `hash_key` keys the session-id hash, so the log cannot be joined
     /// against a stolen session table.
+    ///
+    /// # Errors
+    ///
+    /// Returns the [`std::io::Error`] of creating `config.dir` (a missing permission, a file in the
+    /// way) or of spawning the writer thread; nothing is started then. A server that must not run
+    /// without its log stops here; one that can, uses [`EventLog::disabled`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::events::{EventConfig, EventLog};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let dir = std::env::temp_dir().join(format!("portico-doc-events-{}", std::process::id()));
+    /// let (log, writer) = EventLog::start(EventConfig::new(&dir), [7; 32])?;
+    /// // On shutdown: stop taking events, then wait until the queued ones are on disk.
+    /// log.close();
+    /// writer.finish().await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn start(config: EventConfig, hash_key: [u8; 32]) -> std::io::Result<(Self, EventWriter)> {
         // The log names accounts and addresses: readable by the server's user only.
         let mut dir = std::fs::DirBuilder::new();

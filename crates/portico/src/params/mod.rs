@@ -146,13 +146,42 @@ impl QueryDict {
 
     /// Decodes an `application/x-www-form-urlencoded` string (`+` is a space, `%XX` a byte).
     ///
-    /// Refuses a broken escape or invalid UTF-8 with an error that names the field, and more than
-    /// [`MAX_FIELDS`] fields.
+    /// # Errors
+    ///
+    /// Returns [`ParamsError::BadEscape`] for a `%` not followed by two hex digits,
+    /// [`ParamsError::BadUtf8`] for a name or value that is not UTF-8 once decoded (both name the
+    /// field), and [`ParamsError::TooManyFields`] for more than [`MAX_FIELDS`] fields. As a
+    /// response each is a 400 page ([`ParamsError::status`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::params::{ParamsError, QueryDict};
+    /// let q = QueryDict::parse("next=%2Faccount&page=2")?;
+    /// assert_eq!(q.get("next"), Some("/account"));
+    /// assert!(matches!(QueryDict::parse("q=100%"), Err(ParamsError::BadEscape { .. })));
+    /// # Ok::<(), ParamsError>(())
+    /// ```
     pub fn parse(input: &str) -> Result<Self, ParamsError> {
         Self::parse_bytes(input.as_bytes())
     }
 
     /// [`QueryDict::parse`] over raw bytes (a body need not be UTF-8 before decoding).
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`QueryDict::parse`]; [`ParamsError::BadUtf8`] also covers raw
+    /// bytes that are not UTF-8.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::params::{ParamsError, QueryDict};
+    /// let q = QueryDict::parse_bytes(b"city=M%C3%BCnchen")?;
+    /// assert_eq!(q.get("city"), Some("München"));
+    /// assert!(matches!(QueryDict::parse_bytes(b"city=\xff"), Err(ParamsError::BadUtf8 { .. })));
+    /// # Ok::<(), ParamsError>(())
+    /// ```
     pub fn parse_bytes(input: &[u8]) -> Result<Self, ParamsError> {
         decode::pairs(input).map(|pairs| Self { pairs })
     }
@@ -232,6 +261,14 @@ impl QueryDict {
 
     /// Deserializes into a typed form. Repeated keys fill a `Vec` field; a single key fills a
     /// scalar field with its last value.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`serde_json::Error`] when the pairs do not fit `T`: a required field is
+    /// missing, or a value does not parse as its field's type (`age=abc` for a number). It is the
+    /// visitor's input that is wrong, so answer with the form again and a message.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use portico::params::QueryDict;

@@ -140,6 +140,17 @@ impl SessionConfig {
     /// Checks that browsers will keep the cookie as configured: a `__Host-` name needs `Secure`
     /// and no `Domain` (the path is always `/`), a `__Secure-` name needs `Secure`.
     ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::BadName`] for an empty name or one with characters other than
+    /// ASCII letters, digits, `-`, `_` and `.`; [`ConfigError::HostPrefixNeedsSecure`] or
+    /// [`ConfigError::HostPrefixWithDomain`] for a `__Host-` name without `Secure` or with a
+    /// `Domain`; and [`ConfigError::SecurePrefixNeedsSecure`] for a `__Secure-` name without
+    /// `Secure`. Browsers silently drop such cookies, so every visitor would get a new session
+    /// on every request: refuse to start instead.
+    ///
+    /// # Examples
+    ///
     /// ```
     /// use portico::session::SessionConfig;
     /// let config = SessionConfig {

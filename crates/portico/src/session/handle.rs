@@ -119,6 +119,24 @@ impl Session {
     }
 
     /// The value under `key`, decoded; `None` when absent.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded (the first access in a
+    /// request) and the store fails or does not answer within
+    /// [`SessionConfig::store_timeout`], and [`SessionError::Value`] when the stored JSON does not
+    /// decode as `T`. Returned from a handler, the first becomes a 503 page and the second a 500.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn greet(session: Session) -> Result<String, SessionError> {
+    ///     let name: Option<String> = session.get("name").await?;
+    ///     Ok(format!("Hello, {}", name.as_deref().unwrap_or("stranger")))
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(greet));
+    /// ```
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let inner = self.loaded().await?;
         match inner.data.get(key) {
@@ -128,6 +146,25 @@ impl Session {
     }
 
     /// Stores `value` under `key` (written to the store when the response goes out).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Value`] when `value` cannot be encoded as JSON,
+    /// [`SessionError::TooLarge`] when it would take the session past
+    /// [`SessionConfig::max_keys`] or [`SessionConfig::max_bytes`] (the session is left unchanged;
+    /// as a response it is a 413 page), and [`SessionError::Store`] when the session has to be
+    /// loaded and the store fails or times out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn choose_theme(session: Session) -> Result<&'static str, SessionError> {
+    ///     session.insert("theme", "dark").await?;
+    ///     Ok("saved")
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::post(choose_theme));
+    /// ```
     pub async fn insert<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -170,14 +207,23 @@ impl Session {
         Ok(())
     }
 
-    /// Removes `key` and answers its value, deciding in the store which request gets it: when
+    /// Removes `key` and returns its value, deciding in the store which request gets it: when
     /// several requests of one session take the same key at once (on one server or many), exactly
-    /// one of them answers the value and the others `None`. Use it for anything that may be used
+    /// one of them gets the value and the others `None`. Use it for anything that may be used
     /// once, such as a captcha's answer or a one-time code; [`Session::remove`] only changes this
     /// request's copy until the response goes out.
     ///
     /// A value this request inserted itself is taken from the request's copy (no other request
     /// can have seen it). Costs one store round trip when the key is set, none when it is not.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when loading the session or the take itself fails or times
+    /// out; whether the store removed the value is then unknown, so treat it as not received.
+    /// Returns [`SessionError::Value`] when the value does not decode as `T` (it is gone all the
+    /// same).
+    ///
+    /// # Examples
     ///
     /// ```
     /// use portico::session::{Session, SessionError};
@@ -212,7 +258,24 @@ impl Session {
         }
     }
 
-    /// Removes `key` and answers its old value, if any.
+    /// Removes `key` and returns its old value, if any; an old value that does not decode as `T`
+    /// is removed and returned as `None`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out; nothing is removed then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn dismiss(session: Session) -> Result<String, SessionError> {
+    ///     let notice: Option<String> = session.remove("notice").await?;
+    ///     Ok(notice.unwrap_or_default())
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::get(dismiss));
+    /// ```
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let mut inner = self.loaded().await?;
         match inner.data.remove(key) {
@@ -225,16 +288,61 @@ impl Session {
     }
 
     /// Whether `key` is set.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn is_logged_in(session: &Session) -> Result<bool, SessionError> {
+    ///     session.contains("user_id").await
+    /// }
+    /// ```
     pub async fn contains(&self, key: &str) -> Result<bool, SessionError> {
         Ok(self.loaded().await?.data.contains_key(key))
     }
 
-    /// The keys that are set.
+    /// The keys that are set, in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn drafts(session: &Session) -> Result<usize, SessionError> {
+    ///     let keys = session.keys().await?;
+    ///     Ok(keys.iter().filter(|k| k.starts_with("draft:")).count())
+    /// }
+    /// ```
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
         Ok(self.loaded().await?.data.keys().cloned().collect())
     }
 
     /// Removes every key but keeps the session and its id.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out; nothing is removed then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn start_over(session: Session) -> Result<&'static str, SessionError> {
+    ///     session.clear().await?;
+    ///     Ok("cleared")
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/", axum::routing::post(start_over));
+    /// ```
     pub async fn clear(&self) -> Result<(), SessionError> {
         let mut inner = self.loaded().await?;
         let keys: Vec<String> = inner.data.drain().map(|(k, _)| k).collect();
@@ -246,6 +354,22 @@ impl Session {
 
     /// Deletes the session from the store (every server forgets it) and starts an empty one; the
     /// browser's cookie is removed unless something is stored afterwards. Call it at logout.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out; the session is not ended then, so the caller must not report a logout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn log_out(session: Session) -> Result<&'static str, SessionError> {
+    ///     session.flush().await?;
+    ///     Ok("logged out")
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/logout", axum::routing::post(log_out));
+    /// ```
     pub async fn flush(&self) -> Result<(), SessionError> {
         let mut inner = self.loaded().await?;
         if let Some(id) = inner.id.take() {
@@ -259,6 +383,15 @@ impl Session {
 
     /// Gives the session a new id, keeping its data (but dropping the `__` keys bound to the old
     /// id), and deletes the old id from the store. Call it at login against session fixation.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out; the id is unchanged then, so the login must not go ahead.
+    ///
+    /// # Examples
+    ///
+    /// See [`Session::mark_authenticated`].
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
         let mut inner = self.loaded().await?;
         if let Some(id) = inner.id.take() {
@@ -271,6 +404,20 @@ impl Session {
     }
 
     /// The session's id, once it has one in the store (`None` for a session not yet saved).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Store`] when the session has to be loaded and the store fails or
+    /// times out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Session, SessionError};
+    /// async fn has_session(session: &Session) -> Result<bool, SessionError> {
+    ///     Ok(session.id().await?.is_some())
+    /// }
+    /// ```
     pub async fn id(&self) -> Result<Option<String>, SessionError> {
         Ok(self.loaded().await?.id.clone())
     }
@@ -281,6 +428,21 @@ impl Session {
     }
 
     /// Sets how long this session lives when idle.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`Session::insert`]: [`SessionError::Store`] when the session has to
+    /// be loaded and the store fails or times out, and [`SessionError::TooLarge`] when the session
+    /// is already at its key or byte cap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Expiry, Session, SessionError};
+    /// async fn remember_me(session: &Session) -> Result<(), SessionError> {
+    ///     session.set_expiry(Expiry::Idle(time::Duration::days(30))).await
+    /// }
+    /// ```
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
         match expiry {
             Expiry::Default => self.remove::<i64>(EXPIRY_KEY).await.map(|_| ()),
@@ -292,6 +454,14 @@ impl Session {
     /// Marks the session as a logged-in user's: from now on it gets the long idle timeout
     /// ([`SessionConfig::idle_timeout`]) instead of the anonymous one. Call it at login, after
     /// [`Session::cycle_id`]; [`Session::flush`] at logout makes the next session anonymous again.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`Session::insert`]: [`SessionError::Store`] when the session has to
+    /// be loaded and the store fails or times out, and [`SessionError::TooLarge`] when the session
+    /// is already at its key or byte cap. The session stays anonymous then.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use portico::session::{Session, SessionError};

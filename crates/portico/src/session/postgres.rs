@@ -42,6 +42,24 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects lazily to `url` (so a database that is down at start-up only fails the requests
     /// that need it) and creates the tables when it can.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when `url` is not a valid PostgreSQL URL, or when the
+    /// tables cannot be created: the database cannot be reached within 1.5 s, refuses the
+    /// credentials, or the role may not create tables.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use portico::session::PostgresStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = PostgresStore::open("postgres://app@127.0.0.1:5432/app").await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         // No ping before each use: it doubled the round trips of every session read. A
         // connection that died (database restart) fails one statement and is replaced.
@@ -58,6 +76,27 @@ impl PostgresStore {
     }
 
     /// Uses an existing pool and creates the tables if they are missing.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the tables cannot be created: the pool cannot reach
+    /// the database, or the role may not create tables.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use portico::session::PostgresStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::postgres::PgPoolOptions::new()
+    ///     .max_connections(16)
+    ///     .connect("postgres://app@127.0.0.1:5432/app")
+    ///     .await?;
+    /// let store = PostgresStore::with_pool(pool).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn with_pool(pool: PgPool) -> Result<Self, StoreError> {
         // Several servers often start together; the advisory lock makes their CREATE TABLE IF NOT
         // EXISTS statements take turns instead of racing on the catalog.

@@ -111,12 +111,41 @@ fn counter_name(name: &str) -> String {
 impl RedisStore {
     /// A store on the server at `url` (`redis://host:port/db`, `rediss://` for TLS). No connection
     /// is made until the first request needs one.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when `url` is not a Redis URL. A server that is down is
+    /// not an error here; the requests that need it fail instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
+    /// assert!(RedisStore::open("not a url").is_err());
+    /// # let _ = store;
+    /// # Ok::<(), portico::session::StoreError>(())
+    /// ```
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::backend)?;
         Ok(Self::new(Target::Single(client)))
     }
 
-    /// A store on a Redis Cluster reached through any of `nodes`.
+    /// A store on a Redis Cluster reached through any of `nodes`. As with
+    /// [`RedisStore::open`], no connection is made until the first request needs one.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when `nodes` is empty or one of them is not a Redis URL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::RedisStore;
+    /// let store = RedisStore::cluster(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])?;
+    /// # let _ = store;
+    /// # Ok::<(), portico::session::StoreError>(())
+    /// ```
     pub fn cluster(nodes: &[&str]) -> Result<Self, StoreError> {
         let client = ClusterClient::new(nodes.to_vec()).map_err(StoreError::backend)?;
         Ok(Self::new(Target::Cluster(Box::new(client))))

@@ -102,13 +102,68 @@ impl StoreError {
 #[async_trait]
 pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// The session's record, or `None` when it is unknown or expired at `now`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; an unknown
+    /// session is `Ok(None)`, not an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, SessionStore, StorageKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::default();
+    /// assert!(store.load(&StorageKey::of("no-such-id"), 0).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError>;
 
     /// Stores a new session. Called only with a fresh random key.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; the session
+    /// may then not exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, Record, SessionStore, StorageKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::default();
+    /// let record = Record { expires_at: 3_600, ..Record::default() };
+    /// store.create(&StorageKey::of("a-new-id"), &record).await?;
+    /// assert_eq!(store.load(&StorageKey::of("a-new-id"), 0).await?, Some(record));
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError>;
 
     /// Applies `changes` key by key and moves the idle expiry to `expires_at`. Answers `false`
     /// (and writes nothing) when the session no longer exists or has expired at `now`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; a session that
+    /// is gone is `Ok(false)`, not an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{Changes, MemoryStore, Record, SessionStore, StorageKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (store, key) = (MemoryStore::default(), StorageKey::of("an-id"));
+    /// store.create(&key, &Record { expires_at: 60, ..Record::default() }).await?;
+    /// let changes = Changes { set: vec![("theme".into(), "\"dark\"".into())], remove: vec![] };
+    /// assert!(store.update(&key, &changes, 120, 10).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn update(
         &self,
         key: &StorageKey,
@@ -118,17 +173,73 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Deletes a session; deleting an unknown session is not an error.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; the session may
+    /// then still exist until it expires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, SessionStore, StorageKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// MemoryStore::default().delete(&StorageKey::of("never-stored")).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
 
-    /// Deletes the sessions expired at `now` and answers how many went, and deletes the counters
-    /// expired then too. Stores that expire keys by themselves (Redis TTLs) answer 0.
+    /// Deletes the sessions expired at `now` and returns how many went, and deletes the counters
+    /// expired then too. Stores that expire keys by themselves (Redis TTLs) return 0.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; the next
+    /// cleanup round deletes what this one left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, Record, SessionStore, StorageKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::default();
+    /// let record = Record { expires_at: 10, ..Record::default() };
+    /// store.create(&StorageKey::of("old"), &record).await?;
+    /// assert_eq!(store.delete_expired(20).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn delete_expired(&self, now: i64) -> Result<u64, StoreError>;
 
-    /// Removes `name` from the live session `key` and answers the value it held, in one atomic
+    /// Removes `name` from the live session `key` and returns the value it held, in one atomic
     /// step: of any number of concurrent takes of one key, on any number of servers, exactly one
-    /// answers the value and the others `None`. Answers `None`, changing nothing, when the key is
+    /// gets the value and the others `None`. Returns `None`, changing nothing, when the key is
     /// not set or the session is unknown, deleted or expired at `now` (a take never brings a
     /// session back).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; whether the
+    /// key was removed is then unknown, so the caller must treat the value as not taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, Record, SessionStore, StorageKey};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (store, key) = (MemoryStore::default(), StorageKey::of("an-id"));
+    /// let mut record = Record { expires_at: 60, ..Record::default() };
+    /// record.data.insert("code".into(), "\"1234\"".into());
+    /// store.create(&key, &record).await?;
+    /// assert_eq!(store.take(&key, "code", 0).await?.as_deref(), Some("\"1234\""));
+    /// assert_eq!(store.take(&key, "code", 0).await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn take(
         &self,
         key: &StorageKey,
@@ -136,15 +247,71 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         now: i64,
     ) -> Result<Option<String>, StoreError>;
 
-    /// Adds one to the counter `name` and answers its new value, atomically: `n` concurrent calls
-    /// answer `1..=n` in some order. A counter that does not exist or has expired at `now`
+    /// Adds one to the counter `name` and returns its new value, atomically: `n` concurrent calls
+    /// return `1..=n` in some order. A counter that does not exist or has expired at `now`
     /// starts again from zero and expires at `expires_at`; a running one keeps its expiry.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; the count is
+    /// then unknown, and a limit built on it should refuse the attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::default();
+    /// assert_eq!(store.incr_counter("login:alice", 60, 0).await?, 1);
+    /// assert_eq!(store.incr_counter("login:alice", 60, 1).await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn incr_counter(&self, name: &str, expires_at: i64, now: i64) -> Result<u64, StoreError>;
 
     /// Takes one back from the counter `name` (an attempt that turned out not to count). Never
     /// goes below zero; a counter that does not exist or has expired at `now` stays so.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; the count then
+    /// stays one too high until the counter expires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::default();
+    /// store.incr_counter("login:alice", 60, 0).await?;
+    /// store.decr_counter("login:alice", 1).await?;
+    /// assert_eq!(store.incr_counter("login:alice", 60, 2).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn decr_counter(&self, name: &str, now: i64) -> Result<(), StoreError>;
 
     /// Deletes the counter `name`; deleting an unknown counter is not an error.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when the backend fails or cannot be reached; the counter
+    /// then runs on until it expires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::{MemoryStore, SessionStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::default();
+    /// store.incr_counter("login:alice", 60, 0).await?;
+    /// store.delete_counter("login:alice").await?;
+    /// assert_eq!(store.incr_counter("login:alice", 60, 1).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn delete_counter(&self, name: &str) -> Result<(), StoreError>;
 }

@@ -137,6 +137,25 @@ impl Templates {
     }
 
     /// Renders `name` with `ctx`, outside any request (no CSRF token available).
+    ///
+    /// # Errors
+    ///
+    /// Returns minijinja's error when there is no template `name`, it does not parse, or it fails
+    /// while rendering (a filter given the wrong type, or `csrf_token()`, which needs a [`Page`]);
+    /// `{e:#}` shows the template, line and cause.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::template::Templates;
+    /// let mut env = minijinja::Environment::new();
+    /// env.add_template("welcome.txt", "Welcome, {{ name }}!")?;
+    /// let templates = Templates::new(env);
+    /// let text = templates.render("welcome.txt", minijinja::context! { name => "Ada" })?;
+    /// assert_eq!(text, "Welcome, Ada!");
+    /// assert!(templates.render("missing.txt", minijinja::context! {}).is_err());
+    /// # Ok::<(), minijinja::Error>(())
+    /// ```
     pub fn render(&self, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
         self.with_env(|env| env.get_template(name)?.render(ctx))
     }

@@ -66,11 +66,38 @@ impl std::fmt::Debug for Page {
 
 impl Page {
     /// Renders `name` with `ctx` plus the page globals, minting CSRF tokens if the template asks.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`TemplateError::Render`] when the template is missing, does not parse or fails
+    /// while rendering, and [`TemplateError::Session`] when the session cannot be read for the
+    /// CSRF secret. Returned from a handler they become a 500 and a 503 page, respectively.
+    ///
+    /// # Examples
+    ///
+    /// See [`Page`].
     pub async fn render(&self, name: &str, ctx: Value) -> Result<Html<String>, TemplateError> {
         self.render_string(name, ctx).await.map(Html)
     }
 
-    /// [`Page::render`] as a plain string.
+    /// [`Page::render`] as a plain string, for a response that is not HTML.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`Page::render`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axum::http::header::{HeaderName, CONTENT_TYPE};
+    /// use portico::template::{Page, TemplateError};
+    /// type Xml = ([(HeaderName, &'static str); 1], String);
+    /// async fn sitemap(page: Page) -> Result<Xml, TemplateError> {
+    ///     let body = page.render_string("sitemap.xml", minijinja::context! {}).await?;
+    ///     Ok(([(CONTENT_TYPE, "application/xml")], body))
+    /// }
+    /// # let _ = axum::Router::<()>::new().route("/sitemap.xml", axum::routing::get(sitemap));
+    /// ```
     pub async fn render_string(&self, name: &str, ctx: Value) -> Result<String, TemplateError> {
         let source = secret_source(
             self.session.as_ref(),

@@ -98,6 +98,28 @@ fn encode(data: &HashMap<String, String>) -> String {
 impl SqliteStore {
     /// Opens (creating if needed) the database file `url` names (`sqlite://data/sessions.sqlite3`),
     /// creates the table and starts the writer thread.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StoreError::Backend`] when `url` names no file (`sqlite::memory:`, or not an
+    /// `sqlite:` URL at all), or when the file cannot be opened or created, is not an SQLite
+    /// database, or its table cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::SqliteStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("portico-doc-store-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let store = SqliteStore::open(&format!("sqlite://{}/s.sqlite3", dir.display())).await?;
+    /// assert!(SqliteStore::open("sqlite::memory:").await.is_err());
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let path = file_of(url).ok_or_else(|| {
             StoreError::Backend(format!(
