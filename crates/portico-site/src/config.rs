@@ -27,6 +27,12 @@ pub struct DataConfig {
     /// Where sessions live: `sqlite` (in the data dir), `memory`, `redis://...` or `postgres://...`.
     #[arg(long, env = "PORTICO_SESSION_STORE", default_value = "sqlite")]
     pub session_store: String,
+
+    /// Sessions a `redis://` store keeps in this process (0: none). Redis reports every change
+    /// of a kept session (`CLIENT TRACKING`), so a copy it has reported changed is never served;
+    /// needs Redis 6 or later without a proxy in between.
+    #[arg(long, env = "PORTICO_SESSION_CACHE", default_value_t = 10_000)]
+    pub session_cache: usize,
 }
 
 impl DataConfig {

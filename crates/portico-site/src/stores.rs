@@ -49,7 +49,7 @@ pub async fn open_store(data: &DataConfig) -> Result<Arc<dyn SessionStore>, BoxE
     } else if spec == "memory" {
         Arc::new(MemoryStore::default())
     } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        Arc::new(RedisStore::open(spec)?)
+        Arc::new(RedisStore::open(spec)?.with_local_cache(data.session_cache))
     } else if let Some(nodes) = spec.strip_prefix("redis+cluster://") {
         let nodes: Vec<String> = nodes.split(',').map(|n| format!("redis://{n}")).collect();
         let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();

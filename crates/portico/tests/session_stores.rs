@@ -211,3 +211,256 @@ mod redis {
     }
     portico::session_store_conformance!(make());
 }
+
+/// The Redis store with its local copy of hot sessions: the whole contract, plus what the copy
+/// adds — a change made through another store (another server) is seen, reads served from the
+/// copy really cost no round trip, and a lost connection never leaves an old copy served.
+mod redis_cached {
+    use super::*;
+    use portico::session::{Changes, Record, RedisStore, StorageKey};
+    use std::time::{Duration, Instant};
+
+    fn cached() -> RedisStore {
+        RedisStore::open(&redis_url())
+            .unwrap()
+            .with_local_cache(1000)
+    }
+
+    async fn make() -> Arc<dyn SessionStore> {
+        Arc::new(cached())
+    }
+    portico::session_store_conformance!(make());
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn fresh_key() -> StorageKey {
+        StorageKey::of(&format!("cached-{}", rand::random::<u64>()))
+    }
+
+    fn record(v: &str, t: i64) -> Record {
+        Record {
+            data: [("v".to_string(), v.to_string())].into(),
+            created_at: t,
+            expires_at: t + 3600,
+        }
+    }
+
+    fn set(v: &str) -> Changes {
+        Changes {
+            set: vec![("v".into(), v.into())],
+            remove: vec![],
+        }
+    }
+
+    /// Waits (at most 2 s) until `store` has applied more invalidation messages than `before`.
+    async fn message_applied(store: &RedisStore, before: u64) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while store.cache_stats().invalidations <= before {
+            assert!(Instant::now() < deadline, "Redis's message never came");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_reads_are_served_from_the_copy() {
+        let store = cached();
+        let key = fresh_key();
+        let t = now();
+        store.create(&key, &record("1", t)).await.unwrap();
+        for _ in 0..20 {
+            assert_eq!(store.load(&key, t).await.unwrap(), Some(record("1", t)));
+        }
+        let stats = store.cache_stats();
+        assert!(stats.hits >= 15, "{stats:?}");
+        assert!(stats.misses >= 1, "the first read goes to Redis: {stats:?}");
+    }
+
+    #[tokio::test]
+    async fn a_change_made_by_another_server_replaces_the_copy() {
+        let (a, b) = (cached(), cached());
+        let key = fresh_key();
+        let t = now();
+        a.create(&key, &record("1", t)).await.unwrap();
+        assert_eq!(a.load(&key, t).await.unwrap(), Some(record("1", t)));
+        assert_eq!(a.load(&key, t).await.unwrap(), Some(record("1", t)));
+        assert!(a.cache_stats().hits >= 1);
+
+        let before = a.cache_stats().invalidations;
+        assert!(b.update(&key, &set("2"), t + 3600, t).await.unwrap());
+        message_applied(&a, before).await;
+        // The first read after Redis's message, and every one after it, has the new value.
+        for _ in 0..20 {
+            assert_eq!(a.load(&key, t).await.unwrap(), Some(record("2", t)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_logout_on_another_server_ends_the_session_here() {
+        let (a, b) = (cached(), cached());
+        let key = fresh_key();
+        let t = now();
+        a.create(&key, &record("1", t)).await.unwrap();
+        assert!(a.load(&key, t).await.unwrap().is_some());
+        assert!(a.load(&key, t).await.unwrap().is_some());
+
+        let before = a.cache_stats().invalidations;
+        b.delete(&key).await.unwrap();
+        message_applied(&a, before).await;
+        for _ in 0..20 {
+            assert_eq!(a.load(&key, t).await.unwrap(), None);
+        }
+    }
+
+    /// This server's own write is read back at once, never the copy from before it.
+    #[tokio::test]
+    async fn own_writes_are_read_back_at_once() {
+        let store = cached();
+        let key = fresh_key();
+        let t = now();
+        store.create(&key, &record("0", t)).await.unwrap();
+        for i in 1..=50 {
+            assert!(store.load(&key, t).await.unwrap().is_some());
+            let v = i.to_string();
+            assert!(store.update(&key, &set(&v), t + 3600, t).await.unwrap());
+            assert_eq!(store.load(&key, t).await.unwrap(), Some(record(&v, t)));
+        }
+        let taken = store.take(&key, "v", t).await.unwrap();
+        assert_eq!(taken.as_deref(), Some("50"));
+        assert_eq!(
+            store.load(&key, t).await.unwrap().map(|r| r.data),
+            Some(Default::default())
+        );
+    }
+
+    /// Readers hammer a session on server A while server B writes it 200 times: once Redis's
+    /// message about each write has reached A, A reads that value, and no reader ever goes back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_on_one_server_follow_writes_on_another_in_order() {
+        let a = Arc::new(cached());
+        let b = cached();
+        let key = fresh_key();
+        let t = now();
+        a.create(&key, &record("0", t)).await.unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let (a, key, stop) = (a.clone(), key.clone(), stop.clone());
+            readers.push(tokio::spawn(async move {
+                let mut last = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = a.load(&key, t).await.unwrap().unwrap();
+                    let v: u64 = r.data["v"].parse().unwrap();
+                    assert!(v >= last, "read {v} after {last}");
+                    last = v;
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for i in 1..=200u64 {
+            // A has read since the last message, so Redis tracks the key again.
+            let before = a.cache_stats().invalidations;
+            assert!(b
+                .update(&key, &set(&i.to_string()), t + 3600, t)
+                .await
+                .unwrap());
+            message_applied(&a, before).await;
+            let got = a.load(&key, t).await.unwrap().unwrap().data["v"].clone();
+            assert_eq!(got, i.to_string(), "A did not follow B's write {i}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+        assert!(a.cache_stats().hits > 0, "{:?}", a.cache_stats());
+    }
+
+    /// A redis-server of the test's own on a free port (killing connections on the shared one
+    /// would break the tests running beside this one); stopped when dropped.
+    struct PrivateRedis(std::process::Child, u16);
+
+    impl PrivateRedis {
+        fn start() -> PrivateRedis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (scripts/services installs it)");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            PrivateRedis(child, port)
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/0", self.1)
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Redis drops the connection (a restart, a failover, `CLIENT KILL`) and the session changes
+    /// meanwhile, so no message about it will ever come on that connection: the old copy is never
+    /// served again, and the new value is read once Redis answers.
+    #[tokio::test]
+    async fn after_a_lost_connection_the_old_copy_is_never_served() {
+        let redis = PrivateRedis::start();
+        let a = RedisStore::open(&redis.url())
+            .unwrap()
+            .with_local_cache(100);
+        let key = fresh_key();
+        let t = now();
+        a.create(&key, &record("old", t)).await.unwrap();
+        assert!(a.load(&key, t).await.unwrap().is_some());
+        assert!(a.load(&key, t).await.unwrap().is_some());
+        assert!(a.cache_stats().hits >= 1);
+
+        let client = ::redis::Client::open(redis.url()).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let killed: i64 = ::redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed >= 1, "the store's connection was killed");
+        let b = RedisStore::open(&redis.url()).unwrap();
+        assert!(b.update(&key, &set("new"), t + 3600, t).await.unwrap());
+
+        // Past the quarter second a silent connection's copy may still be served.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match a.load(&key, t).await {
+                // The dead connection may fail a request before it is replaced.
+                Err(_) => {}
+                Ok(r) => {
+                    assert_eq!(r, Some(record("new", t)), "the old copy was served");
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "no answer after the reconnect");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -68,7 +68,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{default_pool_size, PostgresStore};
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{CacheStats, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{Changes, Record, SessionStore, StorageKey, StoreError};

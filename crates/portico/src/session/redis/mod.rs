@@ -15,16 +15,28 @@
 //! shard by id); [`RedisStore::cluster`] connects to one. The connection is made lazily and
 //! re-made after a failure, so a Redis that is down at start-up or restarts later only fails the
 //! requests that need it while it is away.
+//!
+//! [`RedisStore::with_local_cache`] keeps hot sessions in the process as well, so that reading one
+//! costs no round trip; Redis tells the process when a copy goes stale (see the `cache` module for
+//! why a copy Redis has reported changed is never served).
 
+mod cache;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo};
 use tokio::sync::Mutex;
 
 use super::store::{Changes, Record, SessionStore, StorageKey, StoreError};
+pub use cache::CacheStats;
+use cache::{Counters, LocalCache};
 
 const UPDATE_SCRIPT: &str = r#"
 local exp = redis.call('HGET', KEYS[1], 'm:expires')
@@ -70,11 +82,28 @@ return 0
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// A RESP3 connection with tracking on, and the copy its invalidations keep right. Not a
+    /// `ConnectionManager`: one that reconnected by itself would read untracked.
+    Tracked(MultiplexedConnection, Arc<LocalCache>),
+}
+
+impl Conn {
+    fn cache(&self) -> Option<&Arc<LocalCache>> {
+        match self {
+            Conn::Tracked(_, cache) => Some(cache),
+            _ => None,
+        }
+    }
 }
 
 enum Target {
     Single(redis::Client),
     Cluster(Box<ClusterClient>),
+    /// A single server, through a RESP3 client, keeping up to `capacity` sessions in the process.
+    Tracked {
+        client: redis::Client,
+        capacity: usize,
+    },
 }
 
 /// A session store in Redis (a single server, a replica set's primary, or a cluster).
@@ -92,6 +121,7 @@ pub struct RedisStore {
     incr: redis::Script,
     decr: redis::Script,
     timeout: Duration,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -160,13 +190,64 @@ impl RedisStore {
             incr: redis::Script::new(INCR_SCRIPT),
             decr: redis::Script::new(DECR_SCRIPT),
             timeout: Duration::from_secs(2),
+            counters: Arc::default(),
         }
+    }
+
+    /// Keeps up to `capacity` recently read sessions in this process, so that reading one again
+    /// costs no round trip to Redis. Redis tracks what this process read (`CLIENT TRACKING`, over
+    /// RESP3) and reports every change, expiry or eviction of it; a copy it has reported is never
+    /// served, a read that raced a change is not kept, and no copy is served while the connection
+    /// has been silent for more than a quarter of a second or after it was lost. A change made by
+    /// another server is therefore seen here as soon as Redis's message arrives, which Redis sends
+    /// before it answers that server's write.
+    ///
+    /// Needs Redis 6 or later reached directly (a proxy that does not pass RESP3 push messages
+    /// on will not do). Stores made with [`RedisStore::cluster`] keep no copy: the call returns
+    /// them unchanged. A capacity of 0 keeps nothing.
+    ///
+    /// Captcha answers and counters are never served from the copy: [`SessionStore::take`] and the
+    /// counters always run in Redis, so a one-time answer still has exactly one winner.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use portico::session::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?.with_local_cache(10_000);
+    /// assert_eq!(store.cache_stats().hits, 0);
+    /// # Ok::<(), portico::session::StoreError>(())
+    /// ```
+    pub fn with_local_cache(mut self, capacity: usize) -> Self {
+        self.target = match self.target {
+            Target::Single(client) | Target::Tracked { client, .. } if capacity > 0 => {
+                let info = client.get_connection_info().clone();
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                match redis::Client::open(info.set_redis_settings(settings)) {
+                    Ok(client) => Target::Tracked { client, capacity },
+                    // Not expected: the settings were accepted a moment ago, only the protocol
+                    // changed. Keep the plain client rather than fail.
+                    Err(_) => Target::Single(client),
+                }
+            }
+            other => other,
+        };
+        self
+    }
+
+    /// What the local copy did since the store was made (all zero without one).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.counters.snapshot()
     }
 
     async fn conn(&self) -> Result<Conn, StoreError> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+            if !c.cache().is_some_and(|cache| cache.is_closed()) {
+                return Ok(c.clone());
+            }
         }
         let conn = match &self.target {
             Target::Single(client) => {
@@ -190,6 +271,32 @@ impl RedisStore {
                     .await
                     .map_err(StoreError::backend)?,
             ),
+            Target::Tracked { client, capacity } => {
+                let cache = Arc::new(LocalCache::new(*capacity, self.counters.clone()));
+                let reader = cache.clone();
+                // Runs on the connection's reader, in stream order with the replies.
+                let on_push = move |info: PushInfo| -> Result<(), std::convert::Infallible> {
+                    reader.on_push(info);
+                    Ok(())
+                };
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_push_sender(on_push);
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(StoreError::backend)?;
+                // Before any read: a key read untracked would never be reported.
+                redis::cmd("CLIENT")
+                    .arg("TRACKING")
+                    .arg("ON")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("CLIENT TRACKING ON: {e}")))?;
+                cache.answered();
+                Conn::Tracked(conn, cache)
+            }
         };
         *slot = Some(conn.clone());
         Ok(conn)
@@ -200,10 +307,33 @@ impl RedisStore {
     async fn finish<T>(&self, result: redis::RedisResult<T>) -> Result<T, StoreError> {
         if let Err(e) = &result {
             if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                *self.conn.lock().await = None;
+                if let Some(cache) = self.conn.lock().await.take().as_ref().and_then(Conn::cache) {
+                    cache.close();
+                }
             }
         }
         result.map_err(StoreError::backend)
+    }
+
+    /// Drops the local copy of `name` before a write of it is sent, and answers the copy to drop
+    /// it from again once the write is answered ([`written`]), so that neither a copy from before
+    /// nor a read that raced the write is served.
+    fn writing(c: &Conn, name: &str) -> Option<Arc<LocalCache>> {
+        let cache = c.cache().cloned();
+        if let Some(cache) = &cache {
+            cache.invalidate(name);
+        }
+        cache
+    }
+}
+
+/// The second half of [`RedisStore::writing`].
+fn written<T>(cache: Option<Arc<LocalCache>>, name: &str, result: &redis::RedisResult<T>) {
+    if let Some(cache) = cache {
+        cache.invalidate(name);
+        if result.is_ok() {
+            cache.answered();
+        }
     }
 }
 
@@ -215,6 +345,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Tracked(c, _) => c.req_packed_command(cmd),
         }
     }
 
@@ -227,6 +358,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Tracked(c, _) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -234,6 +366,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Tracked(c, _) => c.get_db(),
         }
     }
 }
@@ -243,6 +376,14 @@ impl SessionStore for RedisStore {
     async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
         let name = key_name(key);
         let mut c = self.conn().await?;
+        let cache = c.cache().cloned();
+        let ticket = match &cache {
+            Some(cache) => match cache.get(&name, now) {
+                Some(record) => return Ok(Some(record)),
+                None => Some(cache.ticket(&name)),
+            },
+            None => None,
+        };
         let result = redis::cmd("HGETALL").arg(&name).query_async(&mut c).await;
         let fields: Vec<(String, String)> = self.finish(result).await?;
         let mut record = Record::default();
@@ -256,13 +397,15 @@ impl SessionStore for RedisStore {
                 expires = value.parse().ok();
             }
         }
-        match expires {
-            Some(e) if e > now => {
-                record.expires_at = e;
-                Ok(Some(record))
-            }
-            _ => Ok(None),
+        let Some(e) = expires.filter(|&e| e > now) else {
+            return Ok(None);
+        };
+        record.expires_at = e;
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+            cache.answered();
+            cache.fill(&name, ticket, &record);
         }
+        Ok(Some(record))
     }
 
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
@@ -303,8 +446,11 @@ impl SessionStore for RedisStore {
         for k in &changes.remove {
             inv.arg(format!("d:{k}"));
         }
+        let name = key_name(key);
         let mut c = self.conn().await?;
+        let cache = Self::writing(&c, &name);
         let result = inv.invoke_async(&mut c).await;
+        written(cache, &name, &result);
         let touched: i64 = self.finish(result).await?;
         Ok(touched == 1)
     }
@@ -312,7 +458,9 @@ impl SessionStore for RedisStore {
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
         let name = key_name(key);
         let mut c = self.conn().await?;
+        let cache = Self::writing(&c, &name);
         let result = redis::cmd("DEL").arg(&name).query_async::<()>(&mut c).await;
+        written(cache, &name, &result);
         self.finish(result).await
     }
 
@@ -326,10 +474,13 @@ impl SessionStore for RedisStore {
         name: &str,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let mut inv = self.take.key(key_name(key));
+        let session = key_name(key);
+        let mut inv = self.take.key(&session);
         inv.arg(format!("d:{name}")).arg(now);
         let mut c = self.conn().await?;
+        let cache = Self::writing(&c, &session);
         let result = inv.invoke_async(&mut c).await;
+        written(cache, &session, &result);
         self.finish(result).await
     }
 
