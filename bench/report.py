@@ -252,7 +252,7 @@ def main():
             per_cost = " | ".join(f"{x / own:.2f}" if x and own else "–" for x in peer_cpu)
             if store == "redis":
                 red = [redis_per_request(scenario, t) for t in [pt] + peers]
-                cmds = " / ".join(f"{x[1]:.1f}" if x else "–" for x in red)
+                cmds = " / ".join(f"{x[1]:.2f}" if x else "–" for x in red)
                 rus = " / ".join(f"{x[0]:.0f}" if x else "–" for x in red)
             else:
                 cmds = rus = "–"
@@ -445,10 +445,12 @@ def main():
     target_rows.append(("peak RSS under load", f"≤ {RSS_TARGET_MB} MB", cells))
     head = []
     if cols:
+        unmeasured = sum(c == "–" for _, _, cells in target_rows for c in cells)
         head = [
             "## Targets",
             "",
-            f"PERF.md's targets against this run: **{met} of {total} met**. A cell is one scenario with one",
+            f"PERF.md's targets against this run: **{met} of {total} met**"
+            + (f", {unmeasured} not measured" if unmeasured else "") + ". A cell is one scenario with one",
             "session store of portico (Redis: models in PostgreSQL); ratios are portico's req/s ÷ the other's",
             "in the same round, mean over rounds (the tables below give every figure). \"–\": a target this run",
             "did not measure (the header says why); empty: no target there.",
