@@ -4,7 +4,8 @@
 --                                                            becomes that session's CSRF token)
 -- POOLFILE lines (tab-separated): POOLNAME <TAB> Cookie header value <TAB> CSRF token or "-".
 -- A token is only valid together with the session it was minted for, so cookie and token
--- always travel as a pair.
+-- always travel as a pair. The token goes into BODY as it is in the file (already form-encoded
+-- where it needs to be: the axum peer's tokens carry "%2F" and "%2B").
 dofile(os.getenv("BENCH_LIB") .. "/common.lua")
 
 local cookies, bodies, i, method = {}, {}, 0, "GET"
@@ -21,7 +22,9 @@ function init(args)
       table.insert(cookies, cookie)
       if body then
         assert(token ~= "-", "pool " .. pool .. " has no CSRF tokens")
-        table.insert(bodies, (body:gsub("{token}", token)))
+        -- A function as the replacement: a string replacement would read "%" in the token as
+        -- a capture reference ("%2" is an error, "%%" a single "%").
+        table.insert(bodies, (body:gsub("{token}", function() return token end)))
       end
     end
   end
