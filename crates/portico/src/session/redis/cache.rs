@@ -94,7 +94,7 @@ impl Counters {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
-            invalidations: self.invalidations.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Acquire),
         }
     }
 }
@@ -246,7 +246,6 @@ impl LocalCache {
     pub(super) fn on_push(&self, info: PushInfo) {
         match info.kind {
             PushKind::Invalidate => {
-                self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
                 match info.data.first() {
                     Some(Value::Array(keys)) => {
                         for key in keys {
@@ -258,6 +257,8 @@ impl LocalCache {
                     // FLUSHDB / FLUSHALL name no keys.
                     _ => self.invalidate_all(false),
                 }
+                // Counted once applied: whoever sees the count sees the copy gone.
+                self.counters.invalidations.fetch_add(1, Ordering::Release);
                 self.answered();
             }
             PushKind::Disconnection => self.close(),

@@ -386,6 +386,9 @@ impl SessionStore for RedisStore {
         };
         let result = redis::cmd("HGETALL").arg(&name).query_async(&mut c).await;
         let fields: Vec<(String, String)> = self.finish(result).await?;
+        if let Some(cache) = &cache {
+            cache.answered();
+        }
         let mut record = Record::default();
         let mut expires = None;
         for (field, value) in fields {
@@ -402,7 +405,6 @@ impl SessionStore for RedisStore {
         };
         record.expires_at = e;
         if let (Some(cache), Some(ticket)) = (cache, ticket) {
-            cache.answered();
             cache.fill(&name, ticket, &record);
         }
         Ok(Some(record))
