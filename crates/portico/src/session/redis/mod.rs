@@ -219,7 +219,9 @@ impl RedisStore {
     /// ```
     pub fn with_local_cache(mut self, capacity: usize) -> Self {
         self.target = match self.target {
-            Target::Single(client) | Target::Tracked { client, .. } if capacity > 0 => {
+            // Already tracked: only the capacity changes (0 keeps nothing from now on).
+            Target::Tracked { client, .. } => Target::Tracked { client, capacity },
+            Target::Single(client) if capacity > 0 => {
                 let info = client.get_connection_info().clone();
                 let settings = info
                     .redis_settings()
@@ -376,17 +378,16 @@ impl SessionStore for RedisStore {
     async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
         let name = key_name(key);
         let mut c = self.conn().await?;
-        let cache = c.cache().cloned();
-        let ticket = match &cache {
+        let tracked = match c.cache() {
             Some(cache) => match cache.get(&name, now) {
                 Some(record) => return Ok(Some(record)),
-                None => Some(cache.ticket(&name)),
+                None => Some((cache.clone(), cache.ticket(&name))),
             },
             None => None,
         };
         let result = redis::cmd("HGETALL").arg(&name).query_async(&mut c).await;
         let fields: Vec<(String, String)> = self.finish(result).await?;
-        if let Some(cache) = &cache {
+        if let Some((cache, _)) = &tracked {
             cache.answered();
         }
         let mut record = Record::default();
@@ -404,7 +405,7 @@ impl SessionStore for RedisStore {
             return Ok(None);
         };
         record.expires_at = e;
-        if let (Some(cache), Some(ticket)) = (cache, ticket) {
+        if let Some((cache, ticket)) = tracked {
             cache.fill(&name, ticket, &record);
         }
         Ok(Some(record))
